@@ -1,0 +1,71 @@
+"""Backbone loading: tags, local files (open_clip state dicts, OpenAI checkpoints), random init."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+from splip.backbone import OPENAI_CHECKPOINTS, WeightsNotFoundError, load_backbone, sha256_of
+
+
+def test_random_init_is_seeded_and_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a = load_backbone("splip-tiny", None, seed=3)
+    assert torch.equal(torch.rand(1), expected_next)
+    b = load_backbone("splip-tiny", "none", seed=3)
+    c = load_backbone("splip-tiny", None, seed=4)
+    assert torch.equal(a.model.visual.conv1.weight, b.model.visual.conv1.weight)
+    assert not torch.equal(a.model.visual.conv1.weight, c.model.visual.conv1.weight)
+    assert a.weights == "random init (seed 3)" and not a.is_pretrained
+    assert a.image_size == 48
+
+
+def test_local_open_clip_state_dict_round_trips(tmp_path):
+    source = load_backbone("splip-tiny", None, seed=1)
+    path = tmp_path / "tiny.pt"
+    torch.save(source.model.state_dict(), path)
+    loaded = load_backbone("splip-tiny", str(path))
+    assert loaded.is_pretrained and loaded.weights == str(path.resolve())
+    for (name, a), (_, b) in zip(source.model.state_dict().items(), loaded.model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_missing_file_error_names_file_and_place(tmp_path):
+    missing = tmp_path / "nowhere" / "ViT-B-32.pt"
+    with pytest.raises(WeightsNotFoundError) as err:
+        load_backbone("ViT-B-32", str(missing))
+    message = str(err.value)
+    assert "ViT-B-32.pt" in message and str(missing) in message
+    assert OPENAI_CHECKPOINTS["ViT-B-32.pt"][1] in message  # where to get it
+
+
+def test_openai_named_file_with_wrong_hash_is_refused(tmp_path):
+    fake = tmp_path / "ViT-B-32.pt"
+    fake.write_bytes(b"not really a checkpoint")
+    with pytest.raises(WeightsNotFoundError, match="SHA-256"):
+        load_backbone("ViT-B-32", str(fake))
+
+
+def test_sha256_of_matches_hashlib(tmp_path):
+    path = tmp_path / "blob"
+    data = bytes(range(256)) * 5000
+    path.write_bytes(data)
+    assert sha256_of(path, chunk_bytes=1000) == hashlib.sha256(data).hexdigest()
+
+
+def test_unknown_tag_and_unknown_model_are_clear():
+    with pytest.raises(WeightsNotFoundError, match="neither a file nor a pretrained tag"):
+        load_backbone("splip-tiny", "laion9000")
+    with pytest.raises(ValueError, match="Unknown open_clip model"):
+        load_backbone("ViT-Q-99", None)
+
+
+def test_wrong_architecture_file_is_a_clear_error(tmp_path):
+    other = load_backbone("splip-tiny", None)
+    path = tmp_path / "tiny.pt"
+    torch.save(other.model.state_dict(), path)
+    with pytest.raises(WeightsNotFoundError, match="could not be loaded"):
+        load_backbone("ViT-B-32", str(path))
