@@ -74,17 +74,22 @@ def _label_codes(query_labels: Any, gallery_labels: Any, n_query: int, n_gallery
                  device: torch.device) -> tuple[Tensor, Tensor]:
     """Map both label sets jointly to integer codes so any hashable label type works."""
     arrays = []
-    for name, labels, n in (("query_labels", query_labels, n_query), ("gallery_labels", gallery_labels, n_gallery)):
+    for name, labels, n in (("query_labels", query_labels, n_query),
+                            ("gallery_labels", gallery_labels, n_gallery)):
         a = labels.detach().cpu().numpy() if isinstance(labels, Tensor) else np.asarray(labels)
         if a.shape != (n,):
-            raise ValueError(f"{name} must be 1-D with one label per embedding row ({n}), got shape {a.shape}.")
+            raise ValueError(
+                f"{name} must be 1-D with one label per embedding row ({n}), got shape {a.shape}."
+            )
         arrays.append(a)
     _, codes = np.unique(np.concatenate(arrays), return_inverse=True)
     codes = torch.as_tensor(codes.reshape(-1), dtype=torch.int64, device=device)
     return codes[:n_query], codes[n_query:]  # (Q,), (G,)
 
 
-def _chunks(n_query: int, n_gallery: int, chunk_size: int | None, progress: bool, desc: str) -> Iterator[slice]:
+def _chunks(
+    n_query: int, n_gallery: int, chunk_size: int | None, progress: bool, desc: str
+) -> Iterator[slice]:
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_ELEMENTS // n_gallery)
     if chunk_size < 1:
@@ -120,15 +125,21 @@ def _ranked_gallery_indices(sim: Tensor) -> Tensor:
 def _parse_metrics(metrics: Sequence[str], n_gallery: int) -> list[tuple[str, str, int | None]]:
     """Names like "map@all", "mAP@200", "p@100" -> (name, kind, K or None for all)."""
     if isinstance(metrics, str) or len(metrics) == 0:
-        raise ValueError(f"metrics must be a non-empty sequence of names like ('map@all', 'p@100'), got {metrics!r}.")
+        raise ValueError(
+            f"metrics must be a non-empty sequence of names like ('map@all', 'p@100'), got {metrics!r}."
+        )
     parsed = []
     for name in dict.fromkeys(metrics):
         match = _METRIC_NAME.match(str(name).strip().lower())
         if match is None or match.group(0) == "p@all":
-            raise ValueError(f"unknown metric {name!r}; use 'map@all', 'map@K' or 'p@K' with an integer K >= 1.")
+            raise ValueError(
+                f"unknown metric {name!r}; use 'map@all', 'map@K' or 'p@K' with an integer K >= 1."
+            )
         k = None if match.group(2) == "all" else int(match.group(2))
         if k is not None and k > n_gallery:
-            raise ValueError(f"{name} needs a gallery of at least {k} items, got {n_gallery}; use a smaller K.")
+            raise ValueError(
+                f"{name} needs a gallery of at least {k} items, got {n_gallery}; use a smaller K."
+            )
         parsed.append((name, match.group(1), k))
     return parsed
 
@@ -254,7 +265,8 @@ def precision_at_k(
     """Mean P@K: relevant items within the top K, divided by K; see :func:`per_query_retrieval_metrics`."""
     name = f"p@{k}"
     return retrieval_metrics(
-        query_emb, query_labels, gallery_emb, gallery_labels, (name,), chunk_size=chunk_size, progress=progress
+        query_emb, query_labels, gallery_emb, gallery_labels, (name,),
+        chunk_size=chunk_size, progress=progress,
     )[name]
 
 
@@ -290,13 +302,18 @@ def fine_grained_accuracy(
     n_query, n_gallery = query.shape[0], photos.shape[0]
     target = torch.as_tensor(target_index).detach().to(device)
     if target.shape != (n_query,) or target.is_floating_point() or target.dtype == torch.bool:
-        raise ValueError(f"target_index must be an integer array of shape ({n_query},), got {target.dtype} {tuple(target.shape)}.")
+        raise ValueError(
+            f"target_index must be an integer array of shape ({n_query},), "
+            f"got {target.dtype} {tuple(target.shape)}."
+        )
     target = target.long()
     if ((target < 0) | (target >= n_gallery)).any():
         raise ValueError(f"target_index values must be gallery rows in [0, {n_gallery}).")
     if gallery == "same_class":
         if query_labels is None or gallery_labels is None:
-            raise ValueError("gallery='same_class' needs query_labels and gallery_labels; or pass gallery='all'.")
+            raise ValueError(
+                "gallery='same_class' needs query_labels and gallery_labels; or pass gallery='all'."
+            )
         q_codes, g_codes = _label_codes(query_labels, gallery_labels, n_query, n_gallery, device)
         mismatched = int((g_codes[target] != q_codes).sum())
         if mismatched:
@@ -349,7 +366,7 @@ def generalized_zero_shot_sets(
     picked = []
     for what, n_unseen, pool in (("sketches", n_unseen_queries, n_seen_queries),
                                  ("photos", n_unseen_gallery, n_seen_gallery)):
-        n_pick = round(fraction * n_unseen)
+        n_pick = math.floor(fraction * n_unseen + 0.5)
         if n_pick > pool:
             raise ValueError(
                 f"GZS needs {n_pick} seen-class {what} ({fraction:g} x {n_unseen} unseen) but the seen pool "

@@ -35,7 +35,9 @@ def embed_scores(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return query, gallery
 
 
-def brute_force(scores_row: np.ndarray, relevant_row: np.ndarray, k: int | None, normalizer: str) -> tuple[float, float]:
+def brute_force(
+    scores_row: np.ndarray, relevant_row: np.ndarray, k: int | None, normalizer: str
+) -> tuple[float, float]:
     """Pure-Python (AP, P@K) for one query with the documented ranking and definitions."""
     order = sorted(range(len(scores_row)), key=lambda j: (-float(scores_row[j]), j))
     ranked = [bool(relevant_row[j]) for j in order]
@@ -129,7 +131,9 @@ def test_all_metrics_match_brute_force_with_heavy_ties(seed: int) -> None:
     query, gallery = embed_scores(scores)
     names = ("map@all", "map@5", "map@20", "p@5", "p@20", "p@45")
     for normalizer in ("relevant_in_top_k", "min_k_relevant"):
-        got = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, names, map_normalizer=normalizer)
+        got = per_query_retrieval_metrics(
+            query, q_labels, gallery, g_labels, names, map_normalizer=normalizer
+        )
         for name in names:
             kind, k = name.split("@")
             k = None if k == "all" else int(k)
@@ -143,7 +147,8 @@ def test_hand_computed_map_at_k_and_precision() -> None:
     scores = np.array([[7, 6, 5, 4, 3, 2, 1], [7, 6, 5, 4, 3, 2, 1]]) / 32
     query, gallery = (torch.from_numpy(x) for x in embed_scores(scores))
     q_labels, g_labels = ["cat", "zebra"], ["cat", "dog", "cat", "dog", "dog", "cat", "cat"]
-    top_k = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, ("map@all", "map@5", "map@2", "p@5", "p@2", "p@7"))
+    names = ("map@all", "map@5", "map@2", "p@5", "p@2", "p@7")
+    top_k = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, names)
     min_k = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, ("map@5", "map@2"),
                                         map_normalizer="min_k_relevant")
     expected_top_k = {
@@ -160,7 +165,8 @@ def test_hand_computed_map_at_k_and_precision() -> None:
     assert min_k["map@2"] == pytest.approx([1 / 2, 0.0])
     means = retrieval_metrics(query, q_labels, gallery, g_labels, ("mAP@5", "P@5"))
     assert means == pytest.approx({"mAP@5": 5 / 12, "P@5": 1 / 5})
-    assert mean_average_precision(query, q_labels, gallery, g_labels, k=5, normalizer="min_k_relevant") == pytest.approx(5 / 24)
+    map5 = mean_average_precision(query, q_labels, gallery, g_labels, k=5, normalizer="min_k_relevant")
+    assert map5 == pytest.approx(5 / 24)
     assert precision_at_k(query, q_labels, gallery, g_labels, k=2) == pytest.approx(1 / 4)
 
 
@@ -174,12 +180,15 @@ def test_chunk_size_does_not_change_results(ties: bool) -> None:
         query, gallery = random_unit(rng, 25, 12), random_unit(rng, 60, 12)
     q_labels, g_labels = rng.integers(0, 4, len(query)), rng.integers(0, 4, 60)
     names = ("map@all", "map@10", "p@10")
-    runs = [per_query_retrieval_metrics(query, q_labels, gallery, g_labels, names, chunk_size=c) for c in (1, 3, 1000)]
+    sizes = (1, 3, 1000)
+    runs = [per_query_retrieval_metrics(query, q_labels, gallery, g_labels, names, chunk_size=c)
+            for c in sizes]
     for run in runs[1:]:
         for name in names:
             np.testing.assert_array_equal(run[name], runs[0][name])
     target = rng.integers(0, 60, len(query))
-    accs = [fine_grained_accuracy(query, gallery, target, ks=(1, 3, 10), gallery="all", chunk_size=c) for c in (1, 3, 1000)]
+    accs = [fine_grained_accuracy(query, gallery, target, ks=(1, 3, 10), gallery="all", chunk_size=c)
+            for c in sizes]
     assert accs[0] == accs[1] == accs[2]
 
 
@@ -212,7 +221,8 @@ def test_fine_grained_accuracy_matches_brute_force_with_ties() -> None:
             order = sorted(candidates, key=lambda j: (-scores[i, j], j))
             ranks.append(order.index(target[i]) + 1)
         expected = {f"acc@{k}": float(np.mean(np.array(ranks) <= k)) for k in ks}
-        assert fine_grained_accuracy(query, gallery, target, q_labels, g_labels, ks=ks, gallery=option) == pytest.approx(expected)
+        got = fine_grained_accuracy(query, gallery, target, q_labels, g_labels, ks=ks, gallery=option)
+        assert got == pytest.approx(expected), option
 
 
 def test_fine_grained_accuracy_rejects_target_of_another_class() -> None:
@@ -233,7 +243,8 @@ def test_generalized_zero_shot_sets() -> None:
     np.testing.assert_array_equal(again[1], photos)
     other = generalized_zero_shot_sets(12694, 12553, 5000, 4000, seed=1)
     assert not np.array_equal(other[0], sketches) and not np.array_equal(other[1], photos)
-    assert [len(x) for x in generalized_zero_shot_sets(10, 5, 10, 10, fraction=0.5)] == [5, 3]  # 2.5 rounds up
+    halves = generalized_zero_shot_sets(10, 5, 10, 10, fraction=0.5)
+    assert [len(x) for x in halves] == [5, 3]  # 2.5 rounds up
     with pytest.raises(ValueError, match="2511 seen-class photos.*only 2000"):
         generalized_zero_shot_sets(12694, 12553, 5000, 2000)
 

@@ -1,0 +1,30 @@
+# One command per job on a fresh machine; each sets up .venv first (about 5 minutes the first time).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test book clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+# The main job: train + evaluate on the embedded synthetic data (CPU, a few minutes), executed
+# notebook written to book/train.ipynb, checkpoint and metrics to runs/synthetic/.
+run: setup
+	$(BIN)/papermill notebooks/train.ipynb book/train.ipynb
+
+# Unit tests and every notebook at its small defaults.
+test: setup
+	$(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+# Execute every notebook into book/ and build the Jupyter Book (warnings are errors).
+book: setup
+	$(BIN)/python -m splip.book
+
+clean:
+	rm -rf runs book/_build .pytest_cache

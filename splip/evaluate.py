@@ -1,0 +1,123 @@
+"""Embedding image sets with a SpLIP model and scoring ZS-, GZS- and FG-SBIR (SPLIP_METHOD.md §7)."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from splip.data import ImageSet, SBIRDataset, collate_skip_unreadable
+from splip.metrics import fine_grained_accuracy, generalized_zero_shot_sets, retrieval_metrics
+from splip.model import SpLIP
+
+# The metrics each benchmark is reported with in the paper (§6), plus mAP@all everywhere. The
+# synthetic gallery holds under a hundred photos per split, hence P@10.
+REPORTED_METRICS: dict[str, tuple[str, ...]] = {
+    "synthetic": ("map@all", "p@10"),
+    "sketchy": ("map@all", "map@200", "p@200"),
+    "sketchy25": ("map@all", "p@100"),
+    "tuberlin": ("map@all", "p@100"),
+    "quickdraw": ("map@all", "p@200"),
+}
+FG_KS = (1, 5)
+GZS_SEEN_FRACTION = 0.2
+
+
+@dataclass
+class Embeddings:
+    """Embeddings of the readable items of an ImageSet."""
+
+    vectors: torch.Tensor  # (N, D) float32 on the CPU, L2-normalised
+    labels: np.ndarray  # (N,) global class labels
+    indices: np.ndarray  # (N,) positions in the ImageSet (unreadable items are missing)
+
+
+def autocast_for(device: torch.device):
+    """Mixed precision on CUDA (bf16 where supported, else fp16); full float32 on the CPU."""
+    if device.type != "cuda":
+        return nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@torch.no_grad()
+def embed(model: SpLIP, images: ImageSet, batch_size: int = 128, num_workers: int = 0,
+          progress: bool = False) -> Embeddings:
+    """Embed every readable image of `images` with `model` (in eval mode, on the model's device)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=collate_skip_unreadable)
+    vectors, labels, indices = [], [], []
+    for batch in tqdm(loader, desc=f"embed {images.modality}s", disable=not progress, leave=False):
+        if batch is None:
+            continue
+        pixels, batch_labels, batch_indices = batch
+        with autocast_for(device):
+            out = model(pixels.to(device), images.modality, class_embeddings=False)
+        vectors.append(out.image_embeddings.float().cpu())
+        labels.append(batch_labels.numpy())
+        indices.append(batch_indices.numpy())
+    model.train(was_training)
+    if not vectors:
+        raise ValueError(f"no readable image in {images!r}")
+    return Embeddings(torch.cat(vectors), np.concatenate(labels), np.concatenate(indices))
+
+
+def _fine_grained(dataset: SBIRDataset, sketches: Embeddings, photos: Embeddings) -> dict[str, float]:
+    """Acc@K over test sketches whose source photo is known and readable; same-class gallery."""
+    photo_row = np.full(len(dataset.test_photos), -1)
+    photo_row[photos.indices] = np.arange(len(photos.indices))
+    target = photo_row[dataset.fg_source_photo[sketches.indices]]  # -1: unknown or unreadable
+    keep = (dataset.fg_source_photo[sketches.indices] >= 0) & (target >= 0)
+    if not keep.any():
+        return {}
+    return fine_grained_accuracy(
+        sketches.vectors[keep], photos.vectors, target[keep],
+        sketches.labels[keep], photos.labels, ks=FG_KS,
+    )
+
+
+def evaluate(model: SpLIP, dataset: SBIRDataset, split: str = "test", settings: tuple[str, ...] = ("zs", "gzs", "fg"),
+             batch_size: int = 128, num_workers: int = 0, seed: int = 0, progress: bool = False) -> dict[str, float]:
+    """Score `model` on a split. Keys look like "zs/map@all", "gzs/p@200", "fg/acc@1" (fractions).
+
+    split="test": the unseen classes. ZS: queries = unseen sketches, gallery = unseen photos.
+    GZS: seen-class (training-class) sketches and photos, randomly chosen with `seed`, equal to 20%
+    of the unseen test sets, are added to queries and gallery. FG: where the dataset knows each
+    sketch's source photo (Acc@1, Acc@5, gallery = photos of the query's class).
+    split="val": ZS retrieval on the held-out seen classes only (model selection).
+    """
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    names = REPORTED_METRICS.get(dataset.name, ("map@all",))
+    sketch_set = dataset.test_sketches if split == "test" else dataset.val_sketches
+    photo_set = dataset.test_photos if split == "test" else dataset.val_photos
+    names = tuple(n for n in names if n == "map@all" or int(n.split("@")[1]) <= len(photo_set))
+    kwargs = dict(batch_size=batch_size, num_workers=num_workers, progress=progress)
+    sketches, photos = embed(model, sketch_set, **kwargs), embed(model, photo_set, **kwargs)
+    results = {f"zs/{k}": v for k, v in retrieval_metrics(
+        sketches.vectors, sketches.labels, photos.vectors, photos.labels, names, progress=progress).items()}
+    if split == "val":
+        return results
+
+    if "gzs" in settings:
+        seen_sketch_idx, seen_photo_idx = generalized_zero_shot_sets(
+            len(sketch_set), len(photo_set), len(dataset.train_sketches), len(dataset.train_photos),
+            GZS_SEEN_FRACTION, seed)
+        seen_sketches = embed(model, dataset.train_sketches.subset(seen_sketch_idx), **kwargs)
+        seen_photos = embed(model, dataset.train_photos.subset(seen_photo_idx), **kwargs)
+        gzs = retrieval_metrics(
+            torch.cat([sketches.vectors, seen_sketches.vectors]),
+            np.concatenate([sketches.labels, seen_sketches.labels]),
+            torch.cat([photos.vectors, seen_photos.vectors]),
+            np.concatenate([photos.labels, seen_photos.labels]), names, progress=progress)
+        results.update({f"gzs/{k}": v for k, v in gzs.items()})
+
+    if "fg" in settings and dataset.fg_source_photo is not None:
+        results.update({f"fg/{k}": v for k, v in _fine_grained(dataset, sketches, photos).items()})
+    return results

@@ -1,0 +1,41 @@
+"""Atomic writes: a crash mid-write never leaves a truncated checkpoint or results file behind."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temporary file sits beside the target so os.replace stays on one filesystem (atomic).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_torch(obj: Any, path: str | Path) -> None:
+    """torch.save `obj` to `path` atomically."""
+    _atomic_write(Path(path), lambda handle: torch.save(obj, handle))
+
+
+def save_json(obj: Any, path: str | Path) -> None:
+    """Write `obj` as indented JSON to `path` atomically."""
+    data = json.dumps(obj, indent=2, sort_keys=False).encode()
+    _atomic_write(Path(path), lambda handle: handle.write(data))
+
+
+def load_json(path: str | Path) -> Any:
+    with open(path) as handle:
+        return json.load(handle)

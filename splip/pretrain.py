@@ -1,0 +1,138 @@
+"""Contrastive pretraining of a small open_clip CLIP on labelled photos with class-name captions.
+
+No pretrained CLIP weights can be had on our machines, and a random-init CLIP knows nothing for
+prompts to build on. This rebuilds SpLIP's premise at small scale: a CLIP that has learned photos
+and words, and has never seen a sketch. Captions are templates filled with a class's names.
+
+Loss: CLIP's symmetric image-text cross-entropy, except that a caption of the same class as the
+image also counts as a match (targets spread evenly over them, as in UniCL): with a few dozen
+classes, a batch holds many images of one class, and CLIP's one-positive targets would push apart
+pairs that are equally true.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from splip.data import ImageSet, collate_skip_unreadable
+
+CAPTION_TEMPLATES = (
+    "a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a photo of the {}.", "a {}.",
+    "a close-up photo of a {}.", "a cropped photo of a {}.", "a bright photo of a {}.",
+)
+
+
+@dataclass
+class PretrainConfig:
+    """Schedule of the contrastive pretraining (AdamW, linear warm-up, cosine decay)."""
+
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_fraction: float = 0.1
+    seed: int = 0
+
+
+def class_caption_tokens(tokenizer, class_names: list[list[str]],
+                         templates: tuple[str, ...] = CAPTION_TEMPLATES) -> tuple[torch.Tensor, torch.Tensor]:
+    """All captions: every template x every name of every class.
+
+    Returns tokens (M, 77) and their class ids (M,).
+    """
+    texts, owners = [], []
+    for class_id, names in enumerate(class_names):
+        for name in names:
+            for template in templates:
+                texts.append(template.format(name))
+                owners.append(class_id)
+    return tokenizer(texts), torch.tensor(owners)
+
+
+def class_matched_clip_loss(image_features: torch.Tensor, text_features: torch.Tensor,
+                            labels: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric CLIP loss where every same-class image-caption pair is a positive.
+
+    image_features, text_features (B, D) L2-normalised; labels (B,). Targets of row i are uniform
+    over the j with labels[j] == labels[i]; with all-distinct labels this is exactly CLIP's loss.
+    """
+    logits = logit_scale * image_features @ text_features.T  # (B, B)
+    same = (labels[:, None] == labels[None, :]).float()  # (B, B)
+    targets = same / same.sum(dim=1, keepdim=True)
+    image_to_text = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    text_to_image = -(targets * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
+    return (image_to_text + text_to_image) / 2
+
+
+def pretrain_clip(model: torch.nn.Module, tokenizer, photos: ImageSet, class_names: list[list[str]],
+                  config: PretrainConfig | None = None, progress: bool = True) -> list[dict[str, float]]:
+    """Train every parameter of `model` (an open_clip CLIP, on its device) on `photos`.
+
+    class_names[c] lists the names (synonyms) of class c; each photo gets a random caption of its
+    class, drawn from (seed, epoch). Returns one record per epoch (mean loss, learning rate).
+    """
+    config = config or PretrainConfig()
+    device = next(model.parameters()).device
+    tokens, owners = class_caption_tokens(tokenizer, class_names)
+    per_class = [torch.nonzero(owners == c).flatten() for c in range(len(class_names))]
+    loader_seed = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(photos, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                        generator=loader_seed, collate_fn=collate_skip_unreadable)
+    total_steps = config.epochs * len(loader)
+    if total_steps == 0:
+        raise ValueError(f"{len(photos)} photos make no batch of {config.batch_size}; lower batch_size")
+    warmup = max(1, int(config.warmup_fraction * total_steps))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(
+        (step + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))))
+    model.train()
+    history = []
+    for epoch in range(config.epochs):
+        rng = np.random.default_rng([config.seed, epoch])
+        losses = []
+        for batch in tqdm(loader, desc=f"pretrain {epoch + 1}/{config.epochs}", disable=not progress, leave=False):
+            if batch is None:
+                continue
+            images, labels, _ = batch
+            caption_ids = torch.stack([per_class[c][rng.integers(len(per_class[c]))] for c in labels.tolist()])
+            image_features = F.normalize(model.encode_image(images.to(device)), dim=-1)
+            text_features = F.normalize(model.encode_text(tokens[caption_ids].to(device)), dim=-1)
+            loss = class_matched_clip_loss(image_features, text_features, labels.to(device),
+                                           model.logit_scale.exp())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            with torch.no_grad():  # CLIP's clamp: a temperature below 1/100 destabilises training
+                model.logit_scale.clamp_(0, math.log(100))
+            losses.append(float(loss.detach()))
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": schedule.get_last_lr()[0]})
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def zero_shot_accuracy(model: torch.nn.Module, tokenizer, photos: ImageSet, class_names: list[list[str]],
+                       batch_size: int = 256) -> float:
+    """Top-1 zero-shot classification accuracy of `photos` against prompt-ensembled class texts
+    (mean of the normalised embeddings of every template x name of a class, as in CLIP)."""
+    device = next(model.parameters()).device
+    model.eval()
+    tokens, owners = class_caption_tokens(tokenizer, class_names)
+    text = F.normalize(model.encode_text(tokens.to(device)), dim=-1)  # (M, D)
+    classifier = torch.stack([F.normalize(text[owners == c].mean(0), dim=0) for c in range(len(class_names))])
+    correct = total = 0
+    for batch in DataLoader(photos, batch_size=batch_size, collate_fn=collate_skip_unreadable):
+        if batch is None:
+            continue
+        images, labels, _ = batch
+        predictions = (F.normalize(model.encode_image(images.to(device)), dim=-1) @ classifier.T).argmax(dim=1)
+        correct += int((predictions.cpu() == labels).sum())
+        total += len(labels)
+    return correct / max(total, 1)

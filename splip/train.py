@@ -1,0 +1,287 @@
+"""Training and evaluation of SpLIP: plain PyTorch, resumable, deterministic on the CPU.
+
+A run lives in `output_dir`: `last.pt` (written atomically after every epoch; a rerun resumes from
+it), `best.pt` (best validation mAP@all on held-out *seen* classes), `history.json` (one record per
+epoch) and `metrics.json` (test metrics with what produced them).
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from splip.backbone import architecture, load_backbone
+from splip.data import TripletDataset, collate_triplets, load_dataset
+from splip.evaluate import autocast_for, evaluate
+from splip.io import load_json, save_json, save_torch
+from splip.model import SpLIP, SpLIPConfig, trainable_parameter_table
+from splip.objective import LossConfig, SpLIPObjective
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. Defaults: a few-minute CPU run on the embedded synthetic data
+    with the tiny random-init CLIP; paper-scale values are in SPLIP_METHOD.md §5."""
+
+    dataset: str = "synthetic"
+    data_root: str | None = None  # else $SPLIP_DATA, else ./data
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # e.g. synthetic sizes
+    backbone: str = "splip-tiny"  # any open_clip model name, e.g. "ViT-B-32"
+    pretrained: str | None = None  # open_clip tag ("openai"), checkpoint path, or None (random init)
+    model: SpLIPConfig = field(default_factory=SpLIPConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    epochs: int = 8
+    batch_size: int = 32
+    lr_prompts: float = 1e-3  # B_t, B_v, B_vt and the jigsaw solver
+    lr_layernorm: float = 1e-6  # CLIP's LayerNorm affines
+    val_fraction: float = 0.1  # share of seen classes held out for model selection
+    seed: int = 0
+    device: str = "auto"  # "auto": CUDA when available
+    num_workers: int = 0
+    eval_batch_size: int = 128
+    output_dir: str = "runs/synthetic"
+    resume: bool = True
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a flat or nested dict (YAML presets, checkpoints); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {sorted(unknown)}; known: {sorted(known)}")
+        values = dict(values)
+        values["model"] = SpLIPConfig(**values.get("model", {}))
+        values["loss"] = LossConfig(**values.get("loss", {}))
+        return cls(**values)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def hardware_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA)"
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+class Trainer:
+    """Builds data, backbone, model and objective from a TrainConfig, then trains and evaluates.
+
+    The dataset is loaded first, so a missing dataset fails before any weights are touched.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.output_dir = Path(config.output_dir)
+        image_size = architecture(config.backbone)["vision_cfg"]["image_size"]
+        self.dataset = load_dataset(config.dataset, config.data_root, image_size=image_size,
+                                    val_fraction=config.val_fraction, seed=config.seed,
+                                    **config.dataset_options)
+        self.backbone = load_backbone(config.backbone, config.pretrained, self.device, seed=config.seed)
+        torch.manual_seed(config.seed)  # prompt modules and solver start the same in every run
+        class_names = [self.dataset.class_prompt_name(c) for c in self.dataset.train_ids]
+        self.model = SpLIP(self.backbone.model, self.backbone.tokenizer, class_names, config.model).to(self.device)
+        self.trainable_names = self.model.freeze()
+        embed_dim = architecture(config.backbone)["embed_dim"]
+        self.objective = SpLIPObjective(self.model, embed_dim, config.loss).to(self.device)
+
+        # Batches carry dataset-wide labels; losses index the training classes.
+        local = torch.full((len(self.dataset.classes),), -1, dtype=torch.long)
+        local[torch.tensor(self.dataset.train_ids)] = torch.arange(len(self.dataset.train_ids))
+        self.local_label = local.to(self.device)
+
+        layernorms = [p for n, p in self.model.named_parameters() if p.requires_grad and n.startswith("clip.")]
+        prompts = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith("clip.")]
+        prompts += list(self.objective.parameters())
+        groups = [{"params": prompts, "lr": config.lr_prompts}]
+        if layernorms:
+            groups.append({"params": layernorms, "lr": config.lr_layernorm})
+        self.optimizer = torch.optim.Adam(groups)
+        amp_fp16 = self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp_fp16)
+        self.triplets = TripletDataset(self.dataset.train_sketches, self.dataset.train_photos, seed=config.seed)
+        self.history: list[dict[str, Any]] = []
+        self.best_val = -1.0
+
+    # ------------------------------------------------------------------ descriptions
+
+    def parameter_table(self) -> str:
+        """Trainable parameters of the model and the jigsaw solver, after freezing."""
+        return trainable_parameter_table(torch.nn.ModuleDict({"model": self.model, "objective": self.objective}))
+
+    def run_info(self) -> dict[str, Any]:
+        """What produced this run's numbers: data, backbone, weights, seed, hardware, versions."""
+        return {
+            "dataset": self.dataset.name,
+            "data": self.dataset.describe(),
+            "synthetic_data": self.dataset.synthetic,
+            "backbone": self.backbone.model_name,
+            "weights": self.backbone.weights,
+            "pretrained_backbone": self.backbone.is_pretrained,
+            "seed": self.config.seed,
+            "hardware": hardware_description(self.device),
+            "torch": torch.__version__,
+            "open_clip": open_clip.__version__,
+            "config": asdict(self.config),
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _state(self) -> dict[str, Any]:
+        trainable = {n: p.detach().cpu() for n, p in self.model.named_parameters() if p.requires_grad}
+        return {
+            "epoch": len(self.history),
+            "trainable": trainable,
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "history": self.history,
+            "best_val": self.best_val,
+            "config": asdict(self.config),
+            "weights": self.backbone.weights,
+        }
+
+    def load_checkpoint(self, path: str | Path, training_state: bool = True) -> None:
+        """Restore trainable weights from `path`, and with `training_state` the optimizer and history."""
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state["weights"] != self.backbone.weights or state["config"]["backbone"] != self.config.backbone:
+            raise ValueError(
+                f"{path} was trained on backbone {state['config']['backbone']} with weights {state['weights']}, "
+                f"not {self.config.backbone} with {self.backbone.weights}."
+            )
+        missing = set(self.trainable_names) - set(state["trainable"])
+        if missing:
+            raise ValueError(f"{path} lacks trainable parameters {sorted(missing)[:5]}: a different model config?")
+        self.model.load_state_dict(state["trainable"], strict=False)
+        self.objective.load_state_dict(state["objective"])
+        if training_state:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.history = state["history"]
+            self.best_val = state["best_val"]
+
+    def _resume(self) -> None:
+        last = self.output_dir / "last.pt"
+        if not (self.config.resume and last.is_file()):
+            return
+        saved = torch.load(last, map_location="cpu", weights_only=True)["config"]
+        ours = asdict(self.config)
+        differs = sorted(k for k in ours if k not in ("epochs", "progress", "resume", "device", "num_workers",
+                                                       "eval_batch_size", "data_root") and saved.get(k) != ours[k])
+        if differs:
+            raise ValueError(
+                f"{last} belongs to a run with different settings ({', '.join(differs)}). Use another "
+                "output_dir, or resume=False to start over in this one."
+            )
+        self.load_checkpoint(last)
+        print(f"Resumed from {last} after epoch {len(self.history)}.")
+
+    # ------------------------------------------------------------------ training
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.config
+        self.model.train()
+        self.objective.train()
+        self.triplets.set_epoch(epoch)
+        # Every random choice of an epoch derives from (seed, epoch): resuming replays it exactly.
+        order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        puzzles = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch + 50_000)
+        loader = DataLoader(self.triplets, batch_size=cfg.batch_size, shuffle=True, generator=order,
+                            num_workers=cfg.num_workers, collate_fn=collate_triplets, drop_last=True)
+        sums: dict[str, float] = {}
+        steps = 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+        for batch in bar:
+            if batch is None:
+                continue
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            batch["label"] = self.local_label[batch["label"]]
+            batch["negative_label"] = self.local_label[batch["negative_label"]]
+            with autocast_for(self.device):
+                terms = self.objective(self.model, batch, puzzles)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(terms["loss"]).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            steps += 1
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            bar.set_postfix(loss=f"{sums['loss'] / steps:.3f}")
+        if steps == 0:
+            raise ValueError("no training batch: fewer readable training sketches than batch_size?")
+        return {name: total / steps for name, total in sums.items()}
+
+    def fit(self) -> list[dict[str, Any]]:
+        """Train to `config.epochs` (resuming from output_dir/last.pt if present); return the history."""
+        self._resume()
+        cfg = self.config
+        for epoch in range(len(self.history), cfg.epochs):
+            start = time.perf_counter()
+            losses = self._train_epoch(epoch)
+            val = evaluate(self.model, self.dataset, split="val", batch_size=cfg.eval_batch_size,
+                           num_workers=cfg.num_workers)["zs/map@all"]
+            record = {"epoch": epoch + 1, **losses, "val_map@all": val,
+                      "seconds": round(time.perf_counter() - start, 2)}
+            self.history.append(record)
+            state = self._state()
+            if val > self.best_val:
+                self.best_val = val
+                state["best_val"] = val
+                save_torch(state, self.output_dir / "best.pt")
+            save_torch(state, self.output_dir / "last.pt")
+            save_json(self.history, self.output_dir / "history.json")
+            if cfg.progress:
+                print(f"epoch {epoch + 1}: loss {losses['loss']:.4f}, val mAP@all {val:.4f}")
+        return self.history
+
+    def evaluate(self, split: str = "test", settings: tuple[str, ...] = ("zs", "gzs", "fg")) -> dict[str, float]:
+        """Metrics of the current weights (see splip.evaluate.evaluate)."""
+        cfg = self.config
+        return evaluate(self.model, self.dataset, split, settings, batch_size=cfg.eval_batch_size,
+                        num_workers=cfg.num_workers, seed=cfg.seed, progress=cfg.progress)
+
+    def save_metrics(self, metrics: dict[str, Any], name: str = "metrics.json") -> Path:
+        """Write `metrics` with this run's provenance (run_info) atomically into output_dir."""
+        path = self.output_dir / name
+        save_json({"metrics": metrics, "run": self.run_info()}, path)
+        return path
+
+
+def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
+    """The whole job: untrained baseline, training, best-on-validation weights, test metrics.
+
+    Returns {"untrained": metrics, "trained": metrics, "history": [...], "run": provenance} and writes
+    it to output_dir/metrics.json.
+    """
+    trainer = Trainer(config)
+    print(trainer.dataset.describe())
+    print(trainer.parameter_table())
+    untrained = trainer.evaluate()
+    trainer.fit()
+    trainer.load_checkpoint(trainer.output_dir / "best.pt", training_state=False)
+    trained = trainer.evaluate()
+    results = {"untrained": untrained, "trained": trained, "history": trainer.history}
+    trainer.save_metrics(results)
+    return {**results, "run": trainer.run_info()}
+
+
+def summarize(results: dict[str, Any]) -> str:
+    """A small text table: untrained vs trained test metrics."""
+    keys = list(results["trained"])
+    lines = [f"{'metric':<14}{'untrained':>10}{'trained':>10}"]
+    lines += [f"{k:<14}{results['untrained'].get(k, np.nan):>10.4f}{results['trained'][k]:>10.4f}" for k in keys]
+    return "\n".join(lines)
