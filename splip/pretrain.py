@@ -12,7 +12,9 @@ pairs that are equally true.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +22,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from splip.backbone import load_backbone, sha256_of
 from splip.data import ImageSet, collate_skip_unreadable
+from splip.data.synthetic import load_synthetic, synthetic_class_names, synthetic_pretraining_photos
+from splip.io import save_json, save_torch
 
 CAPTION_TEMPLATES = (
     "a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a photo of the {}.", "a {}.",
@@ -136,3 +141,48 @@ def zero_shot_accuracy(model: torch.nn.Module, tokenizer, photos: ImageSet, clas
         correct += int((predictions.cpu() == labels).sum())
         total += len(labels)
     return correct / max(total, 1)
+
+
+SYNTHETIC_PHOTOS = "synthetic-photos"
+SYNTHETIC_PRETRAINING = {"photos_per_class": 150, "epochs": 20, "lr": 1e-3, "batch_size": 128}
+
+
+def synthetic_backbone_path(model_name: str, num_classes: int, seed: int, cache_dir: str | Path = "runs/backbones") -> Path:
+    """Where `ensure_synthetic_backbone` keeps the weights for these arguments."""
+    return Path(cache_dir) / f"{model_name}-synthetic{num_classes}-seed{seed}.pt"
+
+
+def ensure_synthetic_backbone(model_name: str = "splip-tiny", num_classes: int = 16, seed: int = 0,
+                              cache_dir: str | Path = "runs/backbones", progress: bool = True) -> Path:
+    """Weights of `model_name` contrastively pretrained on the synthetic photos of (num_classes,
+    seed): every class, seen and unseen, with instances no benchmark image uses, and never a
+    sketch. Built on first use (about 5 minutes for splip-tiny on 2 CPU cores) and cached as an
+    open_clip state dict beside a JSON card (SHA-256, recipe, zero-shot accuracy, timing).
+    """
+    path = synthetic_backbone_path(model_name, num_classes, seed, cache_dir)
+    card = path.with_suffix(".json")
+    if path.is_file() and card.is_file():
+        return path
+    recipe = SYNTHETIC_PRETRAINING
+    backbone = load_backbone(model_name, None, seed=seed)
+    photos = synthetic_pretraining_photos(backbone.image_size, seed, num_classes, recipe["photos_per_class"])
+    names = [[name] for name in synthetic_class_names(num_classes)]
+    config = PretrainConfig(epochs=recipe["epochs"], lr=recipe["lr"], batch_size=recipe["batch_size"], seed=seed)
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        history = pretrain_clip(backbone.model, backbone.tokenizer, photos, names, config, progress)
+    seconds = time.perf_counter() - start
+    benchmark = load_synthetic(image_size=backbone.image_size, seed=seed, num_classes=num_classes)
+    save_torch(backbone.model.state_dict(), path)
+    save_json({
+        "weights": str(path), "sha256": sha256_of(path), "model": model_name,
+        "recipe": {**recipe, "num_classes": num_classes, "seed": seed, "captions": list(CAPTION_TEMPLATES)},
+        "reproduce": f"splip.pretrain.ensure_synthetic_backbone({model_name!r}, num_classes={num_classes}, seed={seed})",
+        "zero_shot_accuracy": {
+            "benchmark unseen photos": zero_shot_accuracy(backbone.model, backbone.tokenizer, benchmark.test_photos, names),
+            "benchmark unseen sketches": zero_shot_accuracy(backbone.model, backbone.tokenizer, benchmark.test_sketches, names),
+        },
+        "history": history, "seconds": round(seconds, 1), "torch": torch.__version__,
+    }, card)
+    return path

@@ -9,7 +9,7 @@ from __future__ import annotations
 import colorsys
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from splip.data.dataset import SBIRDataset, choose_val_classes, split_sets
 from splip.data.images import ImageSet
@@ -59,6 +59,10 @@ def render_photo(shape: ClassShape, seed: int, c: int, i: int, size: int) -> Ima
     for pts, solid in zip(geo, shape.solid):
         mdraw.polygon([tuple(p) for p in pts.tolist()], fill=255 if solid else 0)
     alpha = np.asarray(mask.reduce(SUPERSAMPLE), dtype=np.float32)[..., None] / 255  # (S, S, 1)
+    # Objects in photos have visible boundaries (shading, shadow); they are what a sketch traces.
+    rim = ImageChops.subtract(mask.filter(ImageFilter.MaxFilter(3 * SUPERSAMPLE - 1)),
+                              mask.filter(ImageFilter.MinFilter(3 * SUPERSAMPLE - 1)))
+    edge = np.asarray(rim.reduce(SUPERSAMPLE), dtype=np.float32)[..., None] / 255 * rng.uniform(0.5, 0.9)
 
     # Any hue for any instance: with a class colour, a CLIP pretrained on these photos learns
     # colour instead of shape, and then has nothing that transfers to sketches.
@@ -73,6 +77,7 @@ def render_photo(shape: ClassShape, seed: int, c: int, i: int, size: int) -> Ima
     obj = base * ((1 - shape.stripe_depth * stripes) * shading)[..., None]  # (S, S, 3)
 
     img = np.asarray(bg, dtype=np.float32) / 255 * (1 - alpha) + obj * alpha
+    img = img * (1 - edge) + 0.25 * base * edge
     img += rng.normal(0, 0.03, img.shape).astype(np.float32)
     return Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
 
@@ -151,8 +156,8 @@ def load_synthetic(
     seed: int = 0,
     num_classes: int = 16,
     num_unseen: int = 4,
-    photos_per_class: int = 24,
-    sketches_per_photo: int = 1,
+    photos_per_class: int = 40,
+    sketches_per_photo: int = 2,
     render_size: int | None = None,
 ) -> SBIRDataset:
     """The synthetic benchmark (see module docstring), deterministic in ``seed``.
