@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -46,29 +46,22 @@ class OfficialLayout:
         )
 
 
+_SKETCHY = OfficialLayout(
+    title="Sketchy-Extended (21 unseen classes, zeroshot0 split)",
+    folder="Sketchy",
+    split="sketchy21",
+    sketch_dir="256x256/sketch/tx_000000000000_ready",
+    photo_dir="256x256/photo/tx_000000000000_ready",
+    sketch_example="<photo_id>-<k>.png",
+    photo_example="<photo_id>.jpg",
+    download=_SKETCHY_DOWNLOAD,
+    fine_grained=True,
+)
+
 OFFICIAL_LAYOUTS = {
-    "sketchy": OfficialLayout(
-        title="Sketchy-Extended (21 unseen classes, zeroshot0 split)",
-        folder="Sketchy",
-        split="sketchy21",
-        sketch_dir="256x256/sketch/tx_000000000000_ready",
-        photo_dir="256x256/photo/tx_000000000000_ready",
-        sketch_example="<photo_id>-<k>.png",
-        photo_example="<photo_id>.jpg",
-        download=_SKETCHY_DOWNLOAD,
-        fine_grained=True,
-    ),
-    "sketchy25": OfficialLayout(
-        title="Sketchy-Extended (25 unseen classes, zeroshot1 split)",
-        folder="Sketchy",
-        split="sketchy25",
-        sketch_dir="256x256/sketch/tx_000000000000_ready",
-        photo_dir="256x256/photo/tx_000000000000_ready",
-        sketch_example="<photo_id>-<k>.png",
-        photo_example="<photo_id>.jpg",
-        download=_SKETCHY_DOWNLOAD,
-        fine_grained=True,
-    ),
+    "sketchy": _SKETCHY,
+    # Same images, the other published class split.
+    "sketchy25": replace(_SKETCHY, title="Sketchy-Extended (25 unseen classes, zeroshot1 split)", split="sketchy25"),
     "tuberlin": OfficialLayout(
         title="TU-Berlin-Extended (30 unseen classes)",
         folder="TUBerlin",
