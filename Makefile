@@ -22,9 +22,11 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-# Execute every notebook into book/ and build the Jupyter Book (warnings are errors).
+# Execute every notebook into book/, build the Jupyter Book (warnings are errors), then check the
+# rendered pages in headless Chromium (screenshots in book/_build/screenshots/).
 book: setup
-	$(BIN)/python -m splip.book
+	$(BIN)/python scripts/build_book.py
+	$(BIN)/python scripts/check_book.py
 
 clean:
 	rm -rf runs book/_build .pytest_cache

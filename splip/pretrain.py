@@ -11,6 +11,8 @@ pairs that are equally true.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -148,8 +150,10 @@ SYNTHETIC_PRETRAINING = {"photos_per_class": 150, "epochs": 20, "lr": 1e-3, "bat
 
 
 def synthetic_backbone_path(model_name: str, num_classes: int, seed: int, cache_dir: str | Path = "runs/backbones") -> Path:
-    """Where `ensure_synthetic_backbone` keeps the weights for these arguments."""
-    return Path(cache_dir) / f"{model_name}-synthetic{num_classes}-seed{seed}.pt"
+    """Where `ensure_synthetic_backbone` keeps the weights for these arguments (the name carries a
+    digest of the recipe, so a changed recipe never reuses stale weights)."""
+    recipe = hashlib.sha256(json.dumps(SYNTHETIC_PRETRAINING, sort_keys=True).encode()).hexdigest()[:8]
+    return Path(cache_dir) / f"{model_name}-synthetic{num_classes}-seed{seed}-{recipe}.pt"
 
 
 def ensure_synthetic_backbone(model_name: str = "splip-tiny", num_classes: int = 16, seed: int = 0,
