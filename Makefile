@@ -25,6 +25,7 @@ test: setup
 # Execute every notebook into book/, build the Jupyter Book (warnings are errors), then check the
 # rendered pages in headless Chromium (screenshots in book/_build/screenshots/).
 book: setup
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(BIN)/python scripts/build_book.py
 	$(BIN)/python scripts/check_book.py
 
