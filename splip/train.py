@@ -99,8 +99,8 @@ class Trainer:
         self.config = config
         self.device = resolve_device(config.device)
         self.output_dir = Path(config.output_dir)
-        image_size = architecture(config.backbone)["vision_cfg"]["image_size"]
-        self.dataset = load_dataset(config.dataset, config.data_root, image_size=image_size,
+        arch = architecture(config.backbone)
+        self.dataset = load_dataset(config.dataset, config.data_root, image_size=arch["vision_cfg"]["image_size"],
                                     val_fraction=config.val_fraction, seed=config.seed,
                                     **config.dataset_options)
         pretrained = config.pretrained
@@ -115,8 +115,7 @@ class Trainer:
         class_names = [self.dataset.class_prompt_name(c) for c in self.dataset.train_ids]
         self.model = SpLIP(self.backbone.model, self.backbone.tokenizer, class_names, config.model).to(self.device)
         self.trainable_names = self.model.freeze()
-        embed_dim = architecture(config.backbone)["embed_dim"]
-        self.objective = SpLIPObjective(self.model, embed_dim, config.loss).to(self.device)
+        self.objective = SpLIPObjective(self.model, arch["embed_dim"], config.loss).to(self.device)
 
         # Batches carry dataset-wide labels; losses index the training classes.
         local = torch.full((len(self.dataset.classes),), -1, dtype=torch.long)
@@ -176,7 +175,9 @@ class Trainer:
 
     def load_checkpoint(self, path: str | Path, training_state: bool = True) -> None:
         """Restore trainable weights from `path`, and with `training_state` the optimizer and history."""
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        self._restore(torch.load(path, map_location=self.device, weights_only=True), path, training_state)
+
+    def _restore(self, state: dict[str, Any], path: str | Path, training_state: bool) -> None:
         if state["weights"] != self.backbone.weights or state["config"]["backbone"] != self.config.backbone:
             raise ValueError(
                 f"{path} was trained on backbone {state['config']['backbone']} with weights {state['weights']}, "
@@ -197,8 +198,8 @@ class Trainer:
         last = self.output_dir / "last.pt"
         if not (self.config.resume and last.is_file()):
             return
-        saved = torch.load(last, map_location="cpu", weights_only=True)["config"]
-        ours = asdict(self.config)
+        state = torch.load(last, map_location=self.device, weights_only=True)
+        saved, ours = state["config"], asdict(self.config)
         differs = sorted(k for k in ours if k not in ("epochs", "progress", "resume", "device", "num_workers",
                                                        "eval_batch_size", "data_root") and saved.get(k) != ours[k])
         if differs:
@@ -206,7 +207,7 @@ class Trainer:
                 f"{last} belongs to a run with different settings ({', '.join(differs)}). Use another "
                 "output_dir, or resume=False to start over in this one."
             )
-        self.load_checkpoint(last)
+        self._restore(state, last, training_state=True)
         print(f"Resumed from {last} after epoch {len(self.history)}.")
 
     # ------------------------------------------------------------------ training
