@@ -3,9 +3,11 @@
     .venv/bin/python scripts/build_book.py            # execute the notebooks, then build
     .venv/bin/python scripts/build_book.py --no-execute   # build from the notebooks already in book/
 
-Notebooks run at their default parameters, from the repository root (so runs/ and data/ are the
-root's), in the order of NOTEBOOKS: results.ipynb last, since it reads the metrics.json files the
-others write. The book is built with warnings as errors into book/_build/html; the book itself
+Notebooks run from the repository root (so runs/ and data/ are the root's), in the order of
+NOTEBOOKS, at their default parameters except where NOTEBOOKS names a preset: the replica study runs
+presets/studies/replica.yaml (about an hour on 2 CPU cores the first time; its finished runs are
+cached in runs/replica/). results.ipynb comes last, since it reads the metrics.json files the others
+write. The book is built with warnings as errors into book/_build/html; the book itself
 executes nothing (_config.yml: execute_notebooks "off").
 """
 from __future__ import annotations
@@ -16,19 +18,23 @@ import time
 from pathlib import Path
 
 import papermill
+import yaml
 from papermill.exceptions import PapermillExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ("train", "ablations", "tsne", "results")
+NOTEBOOKS = {"train": None, "ablations": None, "tsne": None, "miniclip": None,
+             "replica": "presets/studies/replica.yaml", "results": None}  # name -> parameters file
 BOOK = ROOT / "book"
 
 
 def execute_notebooks() -> None:
-    for name in NOTEBOOKS:
+    for name, preset in NOTEBOOKS.items():
         source, target = ROOT / "notebooks" / f"{name}.ipynb", BOOK / f"{name}.ipynb"
+        parameters = yaml.safe_load((ROOT / preset).read_text()) if preset else {}
         start = time.perf_counter()
         try:
-            papermill.execute_notebook(source, target, kernel_name="python3", cwd=str(ROOT), progress_bar=False)
+            papermill.execute_notebook(source, target, parameters=parameters, kernel_name="python3", cwd=str(ROOT),
+                                       progress_bar=False)
         except PapermillExecutionError as error:
             sys.exit(f"{source.relative_to(ROOT)} failed (its outputs are in {target.relative_to(ROOT)}):{error}")
         print(f"executed {source.relative_to(ROOT)} -> {target.relative_to(ROOT)} "

@@ -3,10 +3,10 @@
     .venv/bin/python scripts/check_book.py
 
 Needs `chromium` (Debian: `apt-get install -y chromium`) and a book built by scripts/build_book.py.
-For the index (a redirect to the introduction), the train page and the results page it checks that
+For the index (a redirect to the introduction), the train, replica and results pages it checks that
 the HTML has its content and that every <img> it refers to is a non-blank image file (the train page
-needs at least its two figures), then loads the page in chromium and saves a screenshot into
-book/_build/screenshots/: the first screen of the index, the whole train and results pages (a tall
+needs at least its two figures, the replica page six), then loads the page in chromium and saves a
+screenshot into book/_build/screenshots/: the first screen of the index, the whole other pages (a tall
 window, the empty space below the page cut off). A screenshot must not be blank (enough non-white
 pixels, enough grey-level variance). Exits non-zero, naming the page and the problem, on a failure.
 """
@@ -30,6 +30,7 @@ SHOTS = ROOT / "book" / "_build" / "screenshots"
 PAGES = {
     "index": ("index.html", 2000, 0, "SpLIP"),
     "train": ("book/train.html", 9000, 2, "Test metrics beside the paper"),
+    "replica": ("book/replica.html", 16000, 6, "What transfers to the paper"),
     "results": ("book/results.html", 9000, 0, "paper (ECCV'24, ViT-B/32 OpenAI, real data)"),
 }
 WIDTH = 1280

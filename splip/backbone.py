@@ -5,7 +5,6 @@ layer by layer and never edits them.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,8 @@ from typing import Callable
 
 import open_clip
 import torch
+
+from splip.io import sha256_of
 
 # Our small CLIP architectures (tests, CPU runs) are open_clip configs like any other.
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
@@ -51,15 +52,6 @@ class Backbone:
     @property
     def is_pretrained(self) -> bool:
         return not self.weights.startswith("random init")
-
-
-def sha256_of(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _looks_like_path(pretrained: str) -> bool:

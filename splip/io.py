@@ -1,6 +1,8 @@
-"""Atomic writes: a crash mid-write never leaves a truncated checkpoint or results file behind."""
+"""Files: atomic writes (a crash mid-write never leaves a truncated checkpoint or results file behind)
+and SHA-256 digests."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -39,3 +41,12 @@ def save_json(obj: Any, path: str | Path) -> None:
 def load_json(path: str | Path) -> Any:
     with open(path) as handle:
         return json.load(handle)
+
+
+def sha256_of(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()

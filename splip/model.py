@@ -33,6 +33,9 @@ class SpLIPConfig:
     text_conditioning: str = "per_image"  # or "batch_mean" (one text pass per modality per batch)
     num_text_prompts: int = 4  # m
     num_multilayer_prompts: int = 2  # n
+    # CLIP-AT-style (VPT-shallow) learnable visual tokens, one set per modality, fed to the first
+    # visual layer and carried through the rest; 0 = none (SpLIP has none: a baseline's part)
+    shallow_visual_prompts: int = 0
     multilayer_head: str = "shared"  # or "per_layer"
 
     def __post_init__(self) -> None:
@@ -95,6 +98,11 @@ class SpLIP(nn.Module):
             )
             if cfg.multilayer_visual_prompts else None
         )
+        # (2, k, d_v), one row per modality; CoOp/VPT-style small init keeps the first steps near CLIP
+        self.shallow_prompts = (
+            nn.Parameter(0.02 * torch.randn(len(MODALITIES), cfg.shallow_visual_prompts, visual_width))
+            if cfg.shallow_visual_prompts > 0 else None
+        )
         # Visual layer i reads the text features of the text layer at the same relative depth.
         self.register_buffer(
             "text_layer_for_visual_layer",
@@ -120,6 +128,8 @@ class SpLIP(nn.Module):
         for generator in (self.text_prompt_generator, self.text_guided_prompts, self.multilayer_prompts):
             if generator is not None:
                 generator.requires_grad_(True)
+        if self.shallow_prompts is not None:
+            self.shallow_prompts.requires_grad_(True)
         return [name for name, p in self.named_parameters() if p.requires_grad]
 
     # ------------------------------------------------------------------ text tower
@@ -174,15 +184,19 @@ class SpLIP(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
     def _encode_image_tokens(
-        self, patches: torch.Tensor, guided: torch.Tensor | None, multilayer: torch.Tensor | None
+        self, patches: torch.Tensor, guided: torch.Tensor | None, multilayer: torch.Tensor | None,
+        shallow: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """patches (B, N, d_v); guided V^tg (K, d_v) or None; multilayer V^ms (G, L_v, n, d_v) or
-        None with G in {1, B}. Returns unnormalised image embeddings (B, D)."""
+        None with G in {1, B}; shallow (k, d_v) or None. Returns unnormalised image embeddings (B, D)."""
         visual = self.clip.visual
         batch, num_patches, _ = patches.shape
         cls = visual.class_embedding.to(patches.dtype).expand(batch, 1, -1)
         x = torch.cat([cls, patches], dim=1) + visual.positional_embedding.to(patches.dtype)
         x = visual.ln_pre(visual.patch_dropout(x))  # (B, 1+N, d_v)
+        tokens = x.shape[1]
+        if shallow is not None:  # VPT-shallow: inserted once, then updated by every layer like a patch
+            x = torch.cat([x, shallow.unsqueeze(0).expand(batch, -1, -1)], dim=1)  # (B, 1+N+k, d_v)
         keep = x.shape[1]
         for layer, block in enumerate(visual.transformer.resblocks):
             prompts = []
@@ -193,7 +207,7 @@ class SpLIP(nn.Module):
             if prompts:
                 x = torch.cat([x[:, :keep], *prompts], dim=1)  # (B, 1+N+K+n, d_v)
             x = block(x)
-        pooled, _ = visual._pool(x[:, :keep])  # prompt slots never enter the pooling
+        pooled, _ = visual._pool(x[:, :tokens])  # prompt slots never enter the pooling
         return pooled @ visual.proj if visual.proj is not None else pooled
 
     # ------------------------------------------------------------------ forward
@@ -226,7 +240,8 @@ class SpLIP(nn.Module):
             template = getattr(self, f"{modality}_template_tokens")
             guided = self.text_guided_prompts(self.clip.token_embedding(template))  # (K, d_v)
 
-        embeddings = F.normalize(self._encode_image_tokens(patches, guided, multilayer), dim=-1)
+        shallow = None if self.shallow_prompts is None else self.shallow_prompts[MODALITIES.index(modality)]
+        embeddings = F.normalize(self._encode_image_tokens(patches, guided, multilayer, shallow), dim=-1)
         if texts is not None and texts.shape[0] == 1:
             texts = texts[0]  # (C, D): one text pass served the whole batch
         return SpLIPOutput(embeddings, texts if class_embeddings else None)

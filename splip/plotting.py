@@ -1,4 +1,5 @@
-"""Figures for the notebooks: training curves, retrieval examples, ablation bars, t-SNE maps.
+"""Figures for the notebooks: training curves, data examples, retrieval examples, ablation bars
+(single runs and seed means), t-SNE maps.
 
 Every function returns a `matplotlib.figure.Figure` built without pyplot, so a notebook shows it
 once (as the cell's value) and nothing stays registered in pyplot's global state.
@@ -129,6 +130,52 @@ def plot_ablation(table: pd.DataFrame, ours: str, paper: str | None = None, ours
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, names)
     axes[0].invert_yaxis()
+    return fig
+
+
+def plot_seed_means(runs: pd.DataFrame, metric: str, order: Sequence[str] | None = None,
+                    title: str = "") -> Figure:
+    """Mean over seeds (bar) and std (error bar) of `metric` per setting, every seed as a dot.
+
+    `runs`: one row per (setting, seed), columns "setting", "seed" and `metric` (percent). Bars in
+    `order` (default: first appearance), top to bottom.
+    """
+    order = list(dict.fromkeys(runs["setting"])) if order is None else list(order)
+    grouped = runs.groupby("setting")[metric]
+    means, stds = grouped.mean().reindex(order), grouped.std(ddof=1).reindex(order).fillna(0.0)
+    fig = Figure(figsize=(9, 0.42 * len(order) + 1.4), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(order))
+    ax.barh(y, means.to_numpy(), xerr=stds.to_numpy(), color="#4575b4", alpha=0.8, capsize=3)
+    for yi, setting in zip(y, order):
+        values = runs.loc[runs["setting"] == setting, metric].to_numpy(dtype=float)
+        ax.plot(values, np.full(len(values), yi), "o", color="black", ms=3)
+        ax.text(means[setting] + stds[setting] + 0.01 * np.nanmax(means), yi,
+                f"{means[setting]:.1f} ± {stds[setting]:.1f}", va="center", fontsize=8)
+    ax.set_yticks(y, order)
+    ax.invert_yaxis()
+    ax.set(xlabel=f"{metric} (%): mean ± std over seeds, dots = seeds", title=title,
+           xlim=(0, 1.2 * float(np.nanmax(means + stds))))
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def plot_class_examples(dataset: SBIRDataset, class_ids: Sequence[int], per_class: int = 3,
+                        split: str = "test", seed: int = 0) -> Figure:
+    """Per row, one class: `per_class` random sketches, then `per_class` random photos of `split`."""
+    sketches = dataset.test_sketches if split == "test" else dataset.train_sketches
+    photos = dataset.test_photos if split == "test" else dataset.train_photos
+    rng = np.random.default_rng(seed)
+    fig = Figure(figsize=(1.3 * 2 * per_class, 1.35 * len(class_ids)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(class_ids), 2 * per_class))
+    for row, class_id in zip(axes, class_ids):
+        for images, cells in ((sketches, row[:per_class]), (photos, row[per_class:])):
+            members = np.flatnonzero(images.labels == class_id)
+            picks = rng.choice(members, min(per_class, len(members)), replace=False)
+            for ax in cells:
+                ax.axis("off")
+            for ax, index in zip(cells, picks):
+                _show_image(ax, images.raw_image(int(index)), None, dataset.classes[class_id])
     return fig
 
 

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from splip.backbone import load_backbone, sha256_of
+from splip.backbone import load_backbone
+from splip.io import sha256_of
 from splip.data import ImageSet, collate_skip_unreadable
 from splip.data.synthetic import load_synthetic, synthetic_class_names, synthetic_pretraining_photos
 from splip.io import save_json, save_torch
@@ -44,6 +45,7 @@ class PretrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup_fraction: float = 0.1
+    augment: bool = False  # random horizontal flips and shifts of up to 1/8 of the image side
     seed: int = 0
 
 
@@ -77,6 +79,20 @@ def class_matched_clip_loss(image_features: torch.Tensor, text_features: torch.T
     return (image_to_text + text_to_image) / 2
 
 
+def augment_photos(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip and random shift (reflect-padded by S/8, then cropped back to S x S)
+    of each image in (B, 3, S, S); the small-data regime of our mini-CLIPs overfits without it."""
+    batch, _, size, _ = images.shape
+    pad = max(1, size // 8)
+    flip = torch.rand(batch, generator=generator) < 0.5
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")  # (B, 3, S + 2p, S + 2p)
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, batch), generator=generator)
+    rows = (dy[:, None] + torch.arange(size))[:, None, :, None]  # (B, 1, S, 1)
+    cols = (dx[:, None] + torch.arange(size))[:, None, None, :]  # (B, 1, 1, S)
+    return padded[torch.arange(batch)[:, None, None, None], torch.arange(3)[None, :, None, None], rows, cols]
+
+
 def pretrain_clip(model: torch.nn.Module, tokenizer, photos: ImageSet, class_names: list[list[str]],
                   config: PretrainConfig | None = None, progress: bool = True) -> list[dict[str, float]]:
     """Train every parameter of `model` (an open_clip CLIP, on its device) on `photos`.
@@ -98,6 +114,7 @@ def pretrain_clip(model: torch.nn.Module, tokenizer, photos: ImageSet, class_nam
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(
         (step + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))))
+    augment_seed = torch.Generator().manual_seed(config.seed)
     model.train()
     history = []
     for epoch in range(config.epochs):
@@ -107,6 +124,8 @@ def pretrain_clip(model: torch.nn.Module, tokenizer, photos: ImageSet, class_nam
             if batch is None:
                 continue
             images, labels, _ = batch
+            if config.augment:
+                images = augment_photos(images, augment_seed)
             caption_ids = torch.stack([per_class[c][rng.integers(len(per_class[c]))] for c in labels.tolist()])
             image_features = F.normalize(model.encode_image(images.to(device)), dim=-1)
             text_features = F.normalize(model.encode_text(tokens[caption_ids].to(device)), dim=-1)
@@ -125,23 +144,28 @@ def pretrain_clip(model: torch.nn.Module, tokenizer, photos: ImageSet, class_nam
 
 
 @torch.no_grad()
-def zero_shot_accuracy(model: torch.nn.Module, tokenizer, photos: ImageSet, class_names: list[list[str]],
-                       batch_size: int = 256) -> float:
-    """Top-1 zero-shot classification accuracy of `photos` against prompt-ensembled class texts
-    (mean of the normalised embeddings of every template x name of a class, as in CLIP)."""
+def zero_shot_accuracy(model: torch.nn.Module, tokenizer, images: ImageSet, class_names: list[list[str]],
+                       labels: list[int] | None = None, batch_size: int = 256) -> float:
+    """Top-1 zero-shot classification accuracy of `images` against prompt-ensembled class texts
+    (mean of the normalised embeddings of every template x name of a class, as in CLIP).
+
+    class_names[i] are the names of the class whose label in `images` is labels[i] (default: i);
+    the classifier chooses among those classes only.
+    """
     device = next(model.parameters()).device
     model.eval()
     tokens, owners = class_caption_tokens(tokenizer, class_names)
     text = F.normalize(model.encode_text(tokens.to(device)), dim=-1)  # (M, D)
     classifier = torch.stack([F.normalize(text[owners == c].mean(0), dim=0) for c in range(len(class_names))])
+    label_of_row = torch.tensor(range(len(class_names)) if labels is None else labels)
     correct = total = 0
-    for batch in DataLoader(photos, batch_size=batch_size, collate_fn=collate_skip_unreadable):
+    for batch in DataLoader(images, batch_size=batch_size, collate_fn=collate_skip_unreadable):
         if batch is None:
             continue
-        images, labels, _ = batch
-        predictions = (F.normalize(model.encode_image(images.to(device)), dim=-1) @ classifier.T).argmax(dim=1)
-        correct += int((predictions.cpu() == labels).sum())
-        total += len(labels)
+        pixels, truth, _ = batch
+        rows = (F.normalize(model.encode_image(pixels.to(device)), dim=-1) @ classifier.T).argmax(dim=1)
+        correct += int((label_of_row[rows.cpu()] == truth).sum())
+        total += len(truth)
     return correct / max(total, 1)
 
 

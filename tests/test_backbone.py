@@ -6,7 +6,8 @@ import hashlib
 import pytest
 import torch
 
-from splip.backbone import OPENAI_CHECKPOINTS, WeightsNotFoundError, load_backbone, sha256_of
+from splip.backbone import OPENAI_CHECKPOINTS, WeightsNotFoundError, load_backbone
+from splip.io import sha256_of
 
 
 def test_random_init_is_seeded_and_leaves_global_rng_alone():

@@ -123,3 +123,27 @@ def test_bad_arguments_are_clear(backbone, images):
     model = SpLIP(backbone.model, backbone.tokenizer, CLASSES)
     with pytest.raises(ValueError, match="modality"):
         model(images, "painting")
+
+
+def test_shallow_visual_prompts_are_vpt_shallow(backbone, images):
+    """CLIP-AT-style prompts: k tokens appended once after ln_pre, then the unchanged open_clip
+    transformer over all tokens, the class token pooled; one set per modality."""
+    config = SpLIPConfig(text_prompts=False, text_guided_visual_prompts=False, multilayer_visual_prompts=False,
+                         shallow_visual_prompts=3)
+    model = SpLIP(backbone.model, backbone.tokenizer, CLASSES, config).eval()
+    assert model.shallow_prompts.shape == (2, 3, backbone.model.visual.conv1.out_channels)
+    with torch.no_grad():
+        model.shallow_prompts.normal_(0, 1)  # far from zero, so they visibly change the output
+        visual = backbone.model.visual
+        x = visual.conv1(images).flatten(2).transpose(1, 2)
+        x = torch.cat([visual.class_embedding.expand(len(images), 1, -1), x], dim=1) + visual.positional_embedding
+        x = visual.ln_pre(x)
+        for row, modality in enumerate(("sketch", "photo")):
+            tokens = torch.cat([x, model.shallow_prompts[row].expand(len(images), -1, -1)], dim=1)
+            cls = visual.ln_post(visual.transformer(tokens)[:, 0])
+            expected = F.normalize(cls @ visual.proj, dim=-1)
+            assert torch.allclose(model(images, modality, class_embeddings=False).image_embeddings,
+                                  expected, atol=1e-5)
+        plain = F.normalize(backbone.model.encode_image(images), dim=-1)
+        assert not torch.allclose(model(images, "sketch", class_embeddings=False).image_embeddings, plain, atol=1e-3)
+    assert "shallow_prompts" in model.freeze()

@@ -71,8 +71,8 @@ def field(config: TrainConfig, dotted: str):
 
 # ------------------------------------------------------------------------------ notebooks as files
 
-def test_the_four_notebooks_exist():
-    assert {p.stem for p in NOTEBOOKS} >= {"train", "ablations", "tsne", "results"}
+def test_the_notebooks_exist():
+    assert {p.stem for p in NOTEBOOKS} >= {"train", "ablations", "tsne", "results", "miniclip", "replica"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -121,6 +121,16 @@ def test_train_notebook_exposes_every_setting_the_issue_names():
 
 def test_one_preset_per_benchmark():
     assert {p.stem for p in PRESETS} == {"sketchy", "sketchy25", "tuberlin", "quickdraw"}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "presets" / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_study_preset_sets_only_parameters_of_its_notebook(path):
+    preset = yaml.safe_load(path.read_text())
+    params = parameters(ROOT / "notebooks" / f"{path.stem}.ipynb")
+    assert set(preset) <= set(params), f"{path.name} sets {set(preset) - set(params)}, unknown to {path.stem}.ipynb"
+    for name, value in preset.items():
+        if params[name] is not None and value is not None:
+            assert isinstance(value, type(params[name])), f"{path.name}: {name}={value!r}"
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from splip.data.dataset import SBIRDataset
 from splip.data.errors import resolve_data_root
+from splip.data.mini import load_quickdraw_mini, load_tuberlin_mini
 from splip.data.official import load_official
 from splip.data.synthetic import load_synthetic
 
-SBIR_DATASETS = ("synthetic", "sketchy", "sketchy25", "tuberlin", "quickdraw")
+SBIR_DATASETS = ("synthetic", "sketchy", "sketchy25", "tuberlin", "quickdraw", "quickdraw-mini", "tuberlin-mini")
 SYNTHETIC_OPTIONS = tuple(
     p for p in inspect.signature(load_synthetic).parameters if p not in ("image_size", "val_fraction", "seed")
 )
@@ -28,7 +29,9 @@ def load_dataset(
 
     Official benchmarks are read from ``resolve_data_root(root)`` (``root``, else ``$SPLIP_DATA``,
     else ``./data``) and raise :class:`DatasetNotFoundError` when absent or incomplete; they take
-    no ``options``. ``synthetic`` needs no files (``root`` is ignored) and takes the options
+    no ``options``. ``quickdraw-mini`` and ``tuberlin-mini`` (splip.data.mini: real sketches against
+    Tiny ImageNet photos) read ``tiny-imagenet-200/``, ``quickdraw/`` and ``tu-berlin/`` from the same
+    root; tuberlin-mini is a test set only (every class unseen). ``synthetic`` needs no files (``root`` is ignored) and takes the options
     ``num_classes``, ``num_unseen``, ``photos_per_class``, ``sketches_per_photo``, ``render_size``.
     ``val_fraction`` of the seen classes (at least one), chosen with ``seed``, is held out for
     validation; images are served as (3, image_size, image_size) CLIP-normalised tensors.
@@ -43,4 +46,8 @@ def load_dataset(
         return load_synthetic(image_size=image_size, val_fraction=val_fraction, seed=seed, **options)
     if options:
         raise TypeError(f"dataset {name!r} takes no options, got {sorted(options)} (options are for 'synthetic')")
+    if key == "quickdraw-mini":
+        return load_quickdraw_mini(resolve_data_root(root), image_size, val_fraction, seed)
+    if key == "tuberlin-mini":
+        return load_tuberlin_mini(resolve_data_root(root), image_size)
     return load_official(key, resolve_data_root(root), image_size, val_fraction, seed)

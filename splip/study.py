@@ -1,0 +1,81 @@
+"""Studies made of many training runs: the ablation variants and a resumable runner.
+
+A variant is a set of changes to a base TrainConfig (nested {"model": {...}, "loss": {...}} as
+TrainConfig.from_dict reads them). `run_variant` trains one, tests it, writes metrics.json and, when
+that file already holds the same configuration, returns it without training: an interrupted study
+is resumed by running it again.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Mapping
+
+from splip import paper
+from splip.data import SBIRDataset
+from splip.evaluate import evaluate
+from splip.io import load_json
+from splip.train import TrainConfig, Trainer
+
+PROMPTS_OFF = {"text_prompts": False, "text_guided_visual_prompts": False, "multilayer_visual_prompts": False}
+CLIP_AT_LIKE = "CLIP-AT-like (shallow visual prompts + LN, fixed-margin triplet)"
+# CLIP-AT (Sain et al., CVPR'23) as far as our objective can express it: 4 learnable visual tokens
+# per modality at the first layer, LayerNorm tuning, L_tri with the fixed margin 0.2, and L_cls
+# against the unprompted class texts; no jigsaw (CLIP-AT's patch-shuffling loss is not ours).
+CLIP_AT_OVERRIDES = {"model": {**PROMPTS_OFF, "shallow_visual_prompts": 4}, "loss": {"beta": 0.0, "margin": "fixed"}}
+# Settings a rerun may change without invalidating finished runs.
+_RUN_ONLY = ("epochs", "progress", "resume", "device", "num_workers", "eval_batch_size", "data_root", "output_dir")
+
+
+def ablation_variants() -> dict[str, dict[str, Any]]:
+    """Full SpLIP, "no prompts" and "B_v only" (prompt-sharing study without paper numbers), then
+    the paper's ablation rows that our objective can express (splip.paper.ABLATIONS)."""
+    rows = {row.name: row.overrides for row in paper.ABLATIONS if row.overrides is not None}
+    extra = {
+        "no prompts (LayerNorms + losses only)": {"model": PROMPTS_OFF},
+        "B_v only": {"model": {"text_prompts": False, "multilayer_visual_prompts": False}},
+    }
+    return {paper.FULL: rows.pop(paper.FULL)} | extra | rows
+
+
+def variant_config(base: Mapping[str, Any], changes: Mapping[str, Any], output_dir: str | Path) -> TrainConfig:
+    """`base` (flat TrainConfig terms plus optional "model"/"loss" dicts) with `changes` merged in."""
+    return TrainConfig.from_dict({
+        **base, "output_dir": str(output_dir),
+        "model": {**base.get("model", {}), **changes.get("model", {})},
+        "loss": {**base.get("loss", {}), **changes.get("loss", {})},
+    })
+
+
+def variant_folder(name: str) -> str:
+    """A file-system-safe folder name for a variant: "without B_v" -> "without-b-v"."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _same_run(saved: Mapping[str, Any], config: TrainConfig) -> bool:
+    ours = asdict(config)
+    return all(saved.get(key) == value for key, value in ours.items() if key not in _RUN_ONLY) \
+        and saved.get("epochs") == config.epochs
+
+
+def run_variant(config: TrainConfig, settings: tuple[str, ...] = ("zs",),
+                extra_tests: Mapping[str, SBIRDataset] | None = None) -> dict[str, Any]:
+    """Train `config` (resuming from its last.pt), reload the best validation epoch, test it on the
+    dataset's unseen classes and on each of `extra_tests` (test split; e.g. a cross-dataset set),
+    and save {"test": ..., "<name>": ..., "history": ...} with provenance to output_dir/metrics.json.
+    Returns the saved record; a metrics.json of the same configuration is returned as it is.
+    """
+    path = Path(config.output_dir) / "metrics.json"
+    if path.is_file():
+        saved = load_json(path)
+        if _same_run(saved["run"]["config"], config) and set(extra_tests or {}) <= set(saved["metrics"]):
+            return saved
+    trainer = Trainer(config)
+    trainer.fit()
+    trainer.load_checkpoint(trainer.output_dir / "best.pt", training_state=False)
+    metrics = {"test": trainer.evaluate(settings=settings), "history": trainer.history}
+    for name, dataset in (extra_tests or {}).items():
+        metrics[name] = evaluate(trainer.model, dataset, "test", ("zs",), batch_size=config.eval_batch_size)
+    trainer.save_metrics(metrics)
+    return {"metrics": metrics, "run": trainer.run_info()}
