@@ -113,7 +113,7 @@ def pretrain_clip(model: torch.nn.Module, tokenizer, photos: ImageSet, class_nam
     warmup = max(1, int(config.warmup_fraction * total_steps))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(
-        (step + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))))
+        (step + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, max(0, step - warmup) / max(1, total_steps - warmup))))))
     augment_seed = torch.Generator().manual_seed(config.seed)
     model.train()
     history = []

@@ -28,14 +28,16 @@ from splip.data.errors import DatasetNotFoundError
 from splip.data.images import FileSource, ImageSet
 from splip.data.quickdraw import QuickDrawSource, read_drawings
 from splip.data.tinyimagenet import tiny_imagenet_files
+from splip.download import download_quickdraw, download_tiny_imagenet, download_tu_berlin
 
 MINI_DATASETS = ("quickdraw-mini", "tuberlin-mini")
 QUICKDRAW_SKETCHES_PER_CLASS = 25  # what ../shared/data holds: the first 25 drawings of each category
 _LAYOUT = """  <root>/tiny-imagenet-200/  (wnids.txt, words.txt, train/, val/)
   <root>/quickdraw/simplified/<category>.ndjson   (quickdraw-mini)
   <root>/tu-berlin/png/<class>/<id>.png            (tuberlin-mini)"""
-_DOWNLOAD = ("splip.download: download_tiny_imagenet(root), download_quickdraw(categories, root), "
-             "download_tu_berlin(root); the categories are the `quickdraw` column of splip/splits/mini_class_map.tsv")
+_DOWNLOAD = ("splip.data.mini.download_mini_data(root) fetches all three (resumable, verified; see splip.download: "
+             "Tiny ImageNet from cs231n.stanford.edu, QuickDraw from storage.googleapis.com, TU-Berlin from "
+             "cybertron.cg.tu-berlin.de)")
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,19 @@ def mini_class_map() -> list[MiniClass]:
 
 def quickdraw_mini_unseen() -> list[str]:
     """The fixed zero-shot test classes of quickdraw-mini."""
-    return resources.files("splip").joinpath("splits", "quickdraw_mini_unseen.txt").read_text().split("\n")[:-1]
+    text = resources.files("splip").joinpath("splits", "quickdraw_mini_unseen.txt").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def download_mini_data(root: str | Path, progress: bool = True) -> Path:
+    """Download what quickdraw-mini and tuberlin-mini read into `root` (skipping what is there):
+    Tiny ImageNet (~240 MB zip), the QuickDraw simplified file of every kept class (the full files,
+    tens of MB each; only their first lines are used) and the TU-Berlin sketches (~525 MB zip)."""
+    root = Path(root)
+    download_tiny_imagenet(root, progress=progress)
+    download_quickdraw([c.quickdraw for c in mini_class_map() if c.keep and c.quickdraw], root, progress=progress)
+    download_tu_berlin(root, progress=progress)
+    return root
 
 
 def _check_root(root: Path, name: str, needed: list[str]) -> None:

@@ -52,9 +52,11 @@ def render_drawing(strokes: Strokes, size: int = RENDER_SIZE, width: int = STROK
     draw = ImageDraw.Draw(image)
     for x, y in strokes:
         points = list(zip((offset_x + scale * x).tolist(), (offset_y + scale * y).tolist()))
-        if len(points) == 1:
-            points = points * 2  # a dot
-        draw.line(points, fill="black", width=width, joint="curve")
+        if len(set(points)) == 1:  # a dot: PIL draws a zero-length line as one pixel, whatever the width
+            (cx, cy), radius = points[0], width / 2
+            draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill="black")
+        else:
+            draw.line(points, fill="black", width=width, joint="curve")
     return image
 
 

@@ -58,8 +58,8 @@ def tiny_imagenet_files(root: str | Path, split: str, wnids: list[str],
     root = Path(root)
     if split not in TINY_IMAGENET_SPLITS:
         raise ValueError(f"split must be one of {TINY_IMAGENET_SPLITS}, got {split!r}")
-    all_wnids, _ = tiny_imagenet_classes(root)
-    unknown = sorted(set(wnids) - set(all_wnids))
+    _require(root, "wnids.txt")
+    unknown = sorted(set(wnids) - set((root / "wnids.txt").read_text().split()))
     if unknown:
         raise ValueError(f"{unknown[:5]} are not Tiny ImageNet wnids (see {root / 'wnids.txt'})")
     label_of = {wnid: i for i, wnid in enumerate(wnids)}
