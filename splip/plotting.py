@@ -133,12 +133,13 @@ def plot_ablation(table: pd.DataFrame, ours: str, paper: str | None = None, ours
     return fig
 
 
-def plot_seed_means(runs: pd.DataFrame, metric: str, order: Sequence[str] | None = None,
-                    title: str = "") -> Figure:
-    """Mean over seeds (bar) and std (error bar) of `metric` per setting, every seed as a dot.
+def plot_seed_means(runs: pd.DataFrame, metric: str, order: Sequence[str] | None = None, title: str = "",
+                    reference: float | None = None, reference_label: str = "reference") -> Figure:
+    """Mean over seeds (diamond), std (error bar) and every seed (dots) of `metric` per setting.
 
-    `runs`: one row per (setting, seed), columns "setting", "seed" and `metric` (percent). Bars in
-    `order` (default: first appearance), top to bottom.
+    `runs`: one row per (setting, seed), columns "setting", "seed" and `metric` (percent). Settings
+    in `order` (default: first appearance), top to bottom. The axis spans the data, not zero, so
+    that differences of a point stay visible; `reference` draws a dashed vertical line (a baseline).
     """
     order = list(dict.fromkeys(runs["setting"])) if order is None else list(order)
     grouped = runs.groupby("setting")[metric]
@@ -146,17 +147,23 @@ def plot_seed_means(runs: pd.DataFrame, metric: str, order: Sequence[str] | None
     fig = Figure(figsize=(9, 0.42 * len(order) + 1.4), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(order))
-    ax.barh(y, means.to_numpy(), xerr=stds.to_numpy(), color="#4575b4", alpha=0.8, capsize=3)
+    ax.errorbar(means.to_numpy(), y, xerr=stds.to_numpy(), fmt="D", color="#4575b4", ms=6, capsize=3,
+                label="mean ± std over seeds")
     for yi, setting in zip(y, order):
         values = runs.loc[runs["setting"] == setting, metric].to_numpy(dtype=float)
-        ax.plot(values, np.full(len(values), yi), "o", color="black", ms=3)
-        ax.text(means[setting] + stds[setting] + 0.01 * np.nanmax(means), yi,
-                f"{means[setting]:.1f} ± {stds[setting]:.1f}", va="center", fontsize=8)
+        ax.plot(values, np.full(len(values), yi + 0.18), "o", color="black", ms=3, alpha=0.7)
+        ax.annotate(f"{means[setting]:.2f} ± {stds[setting]:.2f}", (means[setting] + stds[setting], yi),
+                    xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
+    if reference is not None:
+        ax.axvline(reference, color="#d73027", ls="--", lw=1, label=reference_label)
+    ax.plot([], [], "o", color="black", ms=3, label="one seed")
     ax.set_yticks(y, order)
     ax.invert_yaxis()
-    ax.set(xlabel=f"{metric} (%): mean ± std over seeds, dots = seeds", title=title,
-           xlim=(0, 1.2 * float(np.nanmax(means + stds))))
+    low = float(np.nanmin(runs[metric])) if reference is None else min(float(np.nanmin(runs[metric])), reference)
+    high = float(np.nanmax(means + stds))
+    ax.set(xlabel=f"{metric} (%)", title=title, xlim=(low - 0.1 * (high - low), high + 0.25 * (high - low)))
     ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     return fig
 
 
