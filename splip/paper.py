@@ -255,9 +255,12 @@ def provenance_note(run: Mapping[str, Any]) -> str:
     elif run["backbone"] != "ViT-B-32" or not _openai_weights(str(run["weights"])):
         caveats.append(f"the backbone is not the paper's ({PAPER_SETUP})")
     if caveats:
+        scope = ("These numbers test that the pipeline runs and learns"
+                 if run["synthetic_data"] or not run["pretrained_backbone"] else
+                 "These numbers test the method on real data at a smaller scale")
         lines.append(
-            "**Not a reproduction of the paper:** " + "; ".join(caveats) + ". These numbers test that the "
-            "pipeline runs and learns; they say nothing about how SpLIP compares with the paper's results."
+            "**Not a reproduction of the paper:** " + "; ".join(caveats) + f". {scope}; they say nothing about how SpLIP "
+            "compares with the paper's results."
         )
     else:
         lines.append(f"Same backbone and weights as the paper ({PAPER_SETUP}); other settings are listed above.")

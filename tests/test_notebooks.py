@@ -249,6 +249,8 @@ def test_provenance_note_refuses_to_pass_toy_runs_off_as_the_paper():
     assert "Not a reproduction" not in paper.provenance_note(real)
     other = dict(real, weights="/ckpt/my-clip.pt")
     assert "not the paper's" in paper.provenance_note(other)
+    assert "real data at a smaller scale" in paper.provenance_note(other)
+    assert "pipeline runs and learns" in note and "smaller scale" not in note
     ours = dict(run, weights="runs/backbones/x.pt", pretrained_backbone=True,
                 config={"epochs": 1, "batch_size": 2, "pretrained": "synthetic-photos"})
     assert "pretrained by this project on the synthetic photos" in paper.provenance_note(ours)
