@@ -13,13 +13,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from splip.backbone import load_backbone
-from splip.io import sha256_of
 from splip.data.tinyimagenet import load_tiny_imagenet, tiny_imagenet_classes
-from splip.io import save_json, save_torch
+from splip.io import save_json, save_torch, sha256_of
 from splip.pretrain import CAPTION_TEMPLATES, PretrainConfig, pretrain_clip, zero_shot_accuracy
 
 MINI_CLIP = "splip-mini"
@@ -66,12 +64,3 @@ def pretrain_mini_clip(tiny_imagenet: str | Path, output: str | Path = MINI_CLIP
     save_json(card, output.with_suffix(".json"))
     return card
 
-
-def mini_clip_class_accuracy(weights: str | Path, tiny_imagenet: str | Path, wnids: list[str]) -> float:
-    """Zero-shot top-1 accuracy of the mini-CLIP at `weights` on the val photos of `wnids`, choosing
-    among those classes only."""
-    all_wnids, all_names = tiny_imagenet_classes(tiny_imagenet)
-    names = [all_names[all_wnids.index(wnid)] for wnid in wnids]
-    backbone = load_backbone(MINI_CLIP, weights)
-    val = load_tiny_imagenet(tiny_imagenet, "val", backbone.image_size, wnids)
-    return zero_shot_accuracy(backbone.model, backbone.tokenizer, val, names)

@@ -25,10 +25,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from splip.backbone import load_backbone
-from splip.io import sha256_of
 from splip.data import ImageSet, collate_skip_unreadable
 from splip.data.synthetic import load_synthetic, synthetic_class_names, synthetic_pretraining_photos
-from splip.io import save_json, save_torch
+from splip.io import save_json, save_torch, sha256_of
 
 CAPTION_TEMPLATES = (
     "a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a photo of the {}.", "a {}.",

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from splip.backbone import architecture, load_backbone
 from splip.data import TripletDataset, collate_triplets, load_dataset
 from splip.evaluate import autocast_for, evaluate
-from splip.io import load_json, save_json, save_torch
+from splip.io import save_json, save_torch
 from splip.model import SpLIP, SpLIPConfig, trainable_parameter_table
 from splip.objective import LossConfig, SpLIPObjective
 from splip.pretrain import SYNTHETIC_PHOTOS, ensure_synthetic_backbone

@@ -30,7 +30,6 @@ from splip.data.quickdraw import QuickDrawSource, read_drawings
 from splip.data.tinyimagenet import tiny_imagenet_files
 from splip.download import download_quickdraw, download_tiny_imagenet, download_tu_berlin
 
-MINI_DATASETS = ("quickdraw-mini", "tuberlin-mini")
 QUICKDRAW_SKETCHES_PER_CLASS = 25  # what ../shared/data holds: the first 25 drawings of each category
 _LAYOUT = """  <root>/tiny-imagenet-200/  (wnids.txt, words.txt, train/, val/)
   <root>/quickdraw/simplified/<category>.ndjson   (quickdraw-mini)

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-QUICKDRAW_BOX = 256
 RENDER_SIZE = 256  # pixels; ImageSet resizes to the model's input with antialiasing
 STROKE_WIDTH = 6  # pixels at RENDER_SIZE: about 1.5 px at 64 px, thin enough to stay a line drawing
 MARGIN = 16  # white border, as around the photos' objects and in TU-Berlin's sketches
