@@ -16,7 +16,7 @@ from splip import paper
 from splip.data import SBIRDataset
 from splip.evaluate import evaluate
 from splip.io import load_json
-from splip.train import TrainConfig, Trainer
+from splip.train import EXECUTION_SETTINGS, TrainConfig, Trainer
 
 PROMPTS_OFF = {"text_prompts": False, "text_guided_visual_prompts": False, "multilayer_visual_prompts": False}
 CLIP_AT_LIKE = "CLIP-AT-like (shallow visual prompts + LN, fixed-margin triplet)"
@@ -24,8 +24,6 @@ CLIP_AT_LIKE = "CLIP-AT-like (shallow visual prompts + LN, fixed-margin triplet)
 # per modality at the first layer, LayerNorm tuning, L_tri with the fixed margin 0.2, and L_cls
 # against the unprompted class texts; no jigsaw (CLIP-AT's patch-shuffling loss is not ours).
 CLIP_AT_OVERRIDES = {"model": {**PROMPTS_OFF, "shallow_visual_prompts": 4}, "loss": {"beta": 0.0, "margin": "fixed"}}
-# Settings a rerun may change without invalidating finished runs.
-_RUN_ONLY = ("epochs", "progress", "resume", "device", "num_workers", "eval_batch_size", "data_root", "output_dir")
 
 
 def ablation_variants() -> dict[str, dict[str, Any]]:
@@ -54,9 +52,9 @@ def variant_folder(name: str) -> str:
 
 
 def _same_run(saved: Mapping[str, Any], config: TrainConfig) -> bool:
-    ours = asdict(config)
-    return all(saved.get(key) == value for key, value in ours.items() if key not in _RUN_ONLY) \
-        and saved.get("epochs") == config.epochs
+    """Whether a saved run's config computes what `config` would (a moved folder still counts)."""
+    return all(saved.get(key) == value for key, value in asdict(config).items()
+               if key not in (*EXECUTION_SETTINGS, "output_dir"))
 
 
 def run_variant(config: TrainConfig, settings: tuple[str, ...] = ("zs",),

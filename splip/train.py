@@ -27,6 +27,9 @@ from splip.model import SpLIP, SpLIPConfig, trainable_parameter_table
 from splip.objective import LossConfig, SpLIPObjective
 from splip.pretrain import SYNTHETIC_PHOTOS, ensure_synthetic_backbone
 
+# Settings that change how a run executes, not what it computes: a saved run stays valid when only
+# these differ (resuming; reusing a finished study run).
+EXECUTION_SETTINGS = ("progress", "resume", "device", "num_workers", "eval_batch_size", "data_root")
 NO_PROMPTS = SpLIPConfig(text_prompts=False, text_guided_visual_prompts=False, multilayer_visual_prompts=False,
                          tune_layernorm=False)
 
@@ -200,8 +203,8 @@ class Trainer:
             return
         state = torch.load(last, map_location=self.device, weights_only=True)
         saved, ours = state["config"], asdict(self.config)
-        differs = sorted(k for k in ours if k not in ("epochs", "progress", "resume", "device", "num_workers",
-                                                       "eval_batch_size", "data_root") and saved.get(k) != ours[k])
+        # A longer run continues a shorter one, so epochs may differ too.
+        differs = sorted(k for k in ours if k not in (*EXECUTION_SETTINGS, "epochs") and saved.get(k) != ours[k])
         if differs:
             raise ValueError(
                 f"{last} belongs to a run with different settings ({', '.join(differs)}). Use another "

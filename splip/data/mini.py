@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from splip.data.dataset import SBIRDataset, choose_val_classes, split_sets
-from splip.data.errors import DatasetNotFoundError
+from splip.data.errors import DatasetNotFoundError, not_found_message
 from splip.data.images import FileSource, ImageSet
 from splip.data.quickdraw import QuickDrawSource, read_drawings
-from splip.data.tinyimagenet import tiny_imagenet_files
+from splip.data.tinyimagenet import TINY_IMAGENET_SPLITS, tiny_imagenet_files
 from splip.download import download_quickdraw, download_tiny_imagenet, download_tu_berlin
 
 QUICKDRAW_SKETCHES_PER_CLASS = 25  # what ../shared/data holds: the first 25 drawings of each category
@@ -81,30 +81,33 @@ def download_mini_data(root: str | Path, progress: bool = True) -> Path:
 
 
 def _check_root(root: Path, name: str, needed: list[str]) -> None:
-    missing = [item for item in needed if not (root / item).exists()]
+    missing = [str(root / item) for item in needed if not (root / item).exists()]
     if missing:
-        shown = "\n".join(f"  - {root / item}" for item in missing[:5])
-        more = f"\n  ... and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise DatasetNotFoundError(
-            f"{name} data not found or incomplete under {root}\nMissing:\n{shown}{more}\n"
-            f"Expected layout:\n{_LAYOUT}\nDownload: {_DOWNLOAD}\n"
-            f"Point splip at <root>: load_dataset({name!r}, root='/path/to/root') or export SPLIP_DATA=/path/to/root."
-        )
+        raise DatasetNotFoundError(not_found_message(
+            title=f"{name} data", looked_at=root, problems=[f"missing {path}" for path in missing], layout=_LAYOUT,
+            download=_DOWNLOAD, dataset_name=name, folder="tiny-imagenet-200",
+        ))
 
 
 def _photos(root: Path, classes: list[MiniClass], split_of_class: list[str], image_size: int) -> ImageSet:
-    """Tiny ImageNet photos of every class's wnids, from the split named per class, labelled by class."""
+    """Tiny ImageNet photos of every class's wnids, from the split named per class, labelled by
+    class; class by class, each class's photos in Tiny ImageNet's order (wnid, then file number)."""
     tiny = root / "tiny-imagenet-200"
+    class_of_wnid = {wnid: label for label, mini_class in enumerate(classes) for wnid in mini_class.wnids}
     dirs, dir_index, files, labels = [], [], [], []
-    for label, (mini_class, split) in enumerate(zip(classes, split_of_class)):
-        class_dirs, class_index, class_files, _ = tiny_imagenet_files(tiny, split, list(mini_class.wnids))
-        dir_index.append(class_index + len(dirs))
-        dirs += class_dirs
-        files.append(class_files)
-        labels.append(np.full(len(class_files), label))
-    files_all = np.concatenate(files)
-    source = FileSource(tiny, dirs, np.concatenate(dir_index), files_all)
-    return ImageSet(source, np.arange(len(files_all)), np.concatenate(labels), [c.name for c in classes],
+    for split in TINY_IMAGENET_SPLITS:  # one listing per split, not one per class
+        wnids = [wnid for mini_class, chosen in zip(classes, split_of_class) if chosen == split
+                 for wnid in mini_class.wnids]
+        if not wnids:
+            continue
+        split_dirs, split_index, split_files, wnid_ids = tiny_imagenet_files(tiny, split, wnids)
+        dir_index.append(split_index + len(dirs))
+        dirs += split_dirs
+        files.append(split_files)
+        labels.append(np.array([class_of_wnid[wnid] for wnid in wnids], dtype=np.int64)[wnid_ids])
+    order = np.argsort(np.concatenate(labels), kind="stable")  # (N,) class by class
+    source = FileSource(tiny, dirs, np.concatenate(dir_index)[order], np.concatenate(files)[order])
+    return ImageSet(source, np.arange(len(order)), np.concatenate(labels)[order], [c.name for c in classes],
                     "photo", image_size)
 
 
