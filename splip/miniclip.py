@@ -40,9 +40,7 @@ def pretrain_mini_clip(tiny_imagenet: str | Path, output: str | Path = MINI_CLIP
     backbone = load_backbone(MINI_CLIP, None, seed=recipe.seed)
     photos = load_tiny_imagenet(tiny_imagenet, "train", backbone.image_size, wnids, per_class)
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(recipe.seed)
-        history = pretrain_clip(backbone.model, backbone.tokenizer, photos, names, recipe, progress)
+    history = pretrain_clip(backbone.model, backbone.tokenizer, photos, names, recipe, progress)
     seconds = time.perf_counter() - start
     val = load_tiny_imagenet(tiny_imagenet, "val", backbone.image_size, wnids)
     accuracy = zero_shot_accuracy(backbone.model, backbone.tokenizer, val, names)

@@ -97,9 +97,17 @@ def pretrain_clip(model: torch.nn.Module, tokenizer, photos: ImageSet, class_nam
     """Train every parameter of `model` (an open_clip CLIP, on its device) on `photos`.
 
     class_names[c] lists the names (synonyms) of class c; each photo gets a random caption of its
-    class, drawn from (seed, epoch). Returns one record per epoch (mean loss, learning rate).
+    class, drawn from (seed, epoch). Returns one record per epoch (mean loss, learning rate). Torch's
+    global CPU generator is seeded with config.seed inside and restored afterwards.
     """
     config = config or PretrainConfig()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return _train_contrastive(model, tokenizer, photos, class_names, config, progress)
+
+
+def _train_contrastive(model: torch.nn.Module, tokenizer, photos: ImageSet, class_names: list[list[str]],
+                       config: PretrainConfig, progress: bool) -> list[dict[str, float]]:
     device = next(model.parameters()).device
     tokens, owners = class_caption_tokens(tokenizer, class_names)
     per_class = [torch.nonzero(owners == c).flatten() for c in range(len(class_names))]
@@ -196,9 +204,7 @@ def ensure_synthetic_backbone(model_name: str = "splip-tiny", num_classes: int =
     names = [[name] for name in synthetic_class_names(num_classes)]
     config = PretrainConfig(epochs=recipe["epochs"], lr=recipe["lr"], batch_size=recipe["batch_size"], seed=seed)
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        history = pretrain_clip(backbone.model, backbone.tokenizer, photos, names, config, progress)
+    history = pretrain_clip(backbone.model, backbone.tokenizer, photos, names, config, progress)
     seconds = time.perf_counter() - start
     benchmark = load_synthetic(image_size=backbone.image_size, seed=seed, num_classes=num_classes)
     save_torch(backbone.model.state_dict(), path)
