@@ -5,9 +5,10 @@ Examples:
     python benchmarks/metrics_memory.py --scale 0.1          # 9,229 queries x 5,415 gallery
     python benchmarks/metrics_memory.py --queries 10000      # 10,000 queries x full gallery
     python benchmarks/metrics_memory.py --chunk-sizes 0 256 1024   # 0 = library default
-Each chunk size runs in a fresh process. Peak memory on CPU is that process's peak resident set
-(VmHWM, reset just before the call) minus its resident set at that moment, i.e. what the evaluation
-adds on top of the embeddings; on CUDA it is the peak of torch.cuda.max_memory_allocated over the call.
+    python benchmarks/metrics_memory.py --convention sake   # one metric convention (default: all)
+Each (convention, chunk size) pair runs in a fresh process and prints one table row. Peak memory on
+CPU is that process's peak resident set (VmHWM, reset just before the call) minus its resident set at
+that moment, i.e. what the evaluation adds on top of the embeddings; on CUDA it is the peak of torch.cuda.max_memory_allocated over the call.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from splip.metrics import retrieval_metrics
+from splip.metrics import METRIC_CONVENTIONS, retrieval_metrics
 
 METRICS = ("map@all", "p@100", "map@200", "p@200")
 
@@ -49,7 +50,7 @@ def synthetic(
     return x.div_(x.norm(dim=1, keepdim=True))
 
 
-def measure(args: argparse.Namespace, chunk: int) -> str:
+def measure(args: argparse.Namespace, chunk: int, convention: str) -> str:
     """One evaluation in the current (fresh) process; returns a table row."""
     n_query, n_gallery = round(args.queries * args.scale), round(args.gallery * args.scale)
     gen = torch.Generator().manual_seed(0)
@@ -67,7 +68,8 @@ def measure(args: argparse.Namespace, chunk: int) -> str:
         exact = _reset_peak_rss()
         before = _status_kib("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    values = retrieval_metrics(query, q_labels, gallery, g_labels, METRICS, chunk_size=chunk or None)
+    values = retrieval_metrics(query, q_labels, gallery, g_labels, METRICS, convention=convention,
+                               chunk_size=chunk or None)
     seconds = time.perf_counter() - start
     if cuda:
         peak_mib = (torch.cuda.max_memory_allocated() - before) / 2**20
@@ -75,7 +77,8 @@ def measure(args: argparse.Namespace, chunk: int) -> str:
         after = _status_kib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak_mib = (after - before) / 1024
     label = "default" if chunk == 0 else str(chunk)
-    return f"{label:>10} {seconds:8.1f} {peak_mib:15.0f} " + " ".join(f"{values[m]:8.4f}" for m in METRICS)
+    return (f"{convention:>10} {label:>10} {seconds:8.1f} {peak_mib:15.0f} "
+            + " ".join(f"{values[m]:8.4f}" for m in METRICS))
 
 
 def main() -> None:
@@ -88,24 +91,28 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=30)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies --queries and --gallery")
     parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[0], help="0 = library default")
+    parser.add_argument("--convention", nargs="+", choices=tuple(METRIC_CONVENTIONS),
+                        default=list(METRIC_CONVENTIONS), help="metric conventions to time (default: all)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--noise", type=float, default=4.0,
                         help="noise-to-class-centre norm ratio of the embeddings")
     parser.add_argument("--row-only", action="store_true", help=argparse.SUPPRESS)  # child process mode
     args = parser.parse_args()
     if args.row_only:
-        print(measure(args, args.chunk_sizes[0]))
+        print(measure(args, args.chunk_sizes[0], args.convention[0]))
         return
 
     n_query, n_gallery = round(args.queries * args.scale), round(args.gallery * args.scale)
     print(f"{n_query:,} queries x {n_gallery:,} gallery, D={args.dim}, {args.classes} classes, "
           f"device={args.device}, torch threads={torch.get_num_threads()}")
-    print(f"{'chunk_size':>10} {'seconds':>8} {'peak extra MiB':>15} " + " ".join(f"{m:>8}" for m in METRICS))
-    for chunk in args.chunk_sizes:  # a fresh process per run keeps the peaks independent
-        child = [sys.executable, __file__, "--row-only", "--chunk-sizes", str(chunk)]
-        for name in ("queries", "gallery", "dim", "classes", "scale", "device", "noise"):
-            child += [f"--{name}", str(getattr(args, name))]
-        print(subprocess.run(child, check=True, capture_output=True, text=True).stdout.rstrip(), flush=True)
+    print(f"{'convention':>10} {'chunk_size':>10} {'seconds':>8} {'peak extra MiB':>15} "
+          + " ".join(f"{m:>8}" for m in METRICS))
+    for convention in args.convention:
+        for chunk in args.chunk_sizes:  # a fresh process per run keeps the peaks independent
+            child = [sys.executable, __file__, "--row-only", "--chunk-sizes", str(chunk), "--convention", convention]
+            for name in ("queries", "gallery", "dim", "classes", "scale", "device", "noise"):
+                child += [f"--{name}", str(getattr(args, name))]
+            print(subprocess.run(child, check=True, capture_output=True, text=True).stdout.rstrip(), flush=True)
 
 
 if __name__ == "__main__":

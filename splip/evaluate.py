@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from splip.data import ImageSet, SBIRDataset, collate_skip_unreadable
-from splip.metrics import fine_grained_accuracy, generalized_zero_shot_sets, retrieval_metrics
+from splip.data.dataset import fine_grained_gallery
+from splip.metrics import DEFAULT_CONVENTION, fine_grained_accuracy, generalized_zero_shot_sets, retrieval_metrics
 from splip.model import SpLIP
 
 # The metrics each benchmark is reported with in the paper (§6), plus mAP@all everywhere. The
@@ -69,22 +70,28 @@ def embed(model: SpLIP, images: ImageSet, batch_size: int = 128, num_workers: in
 
 
 def _fine_grained(dataset: SBIRDataset, sketches: Embeddings, photos: Embeddings) -> dict[str, float]:
-    """Acc@K over test sketches whose source photo is known and readable; same-class gallery."""
+    """Acc@K over test sketches whose source photo is known and readable; the gallery is the
+    dataset's fine-grained gallery (Sketchy: the basic photos, not their copies in the extension)
+    of the query's class."""
+    in_gallery = np.isin(photos.indices, fine_grained_gallery(dataset))  # (N_photos,) over embedded photos
     photo_row = np.full(len(dataset.test_photos), -1)
-    photo_row[photos.indices] = np.arange(len(photos.indices))
-    target = photo_row[dataset.fg_source_photo[sketches.indices]]  # -1: unknown or unreadable
-    keep = (dataset.fg_source_photo[sketches.indices] >= 0) & (target >= 0)
+    photo_row[photos.indices[in_gallery]] = np.arange(int(in_gallery.sum()))
+    source = dataset.fg_source_photo[sketches.indices]  # (N_sketches,) -1: unknown
+    target = np.where(source >= 0, photo_row[source], -1)  # -1: unknown, unreadable or outside the gallery
+    keep = target >= 0
     if not keep.any():
         return {}
     return fine_grained_accuracy(
-        sketches.vectors[keep], photos.vectors, target[keep],
-        sketches.labels[keep], photos.labels, ks=FG_KS,
+        sketches.vectors[keep], photos.vectors[in_gallery], target[keep],
+        sketches.labels[keep], photos.labels[in_gallery], ks=FG_KS,
     )
 
 
 def evaluate(model: SpLIP, dataset: SBIRDataset, split: str = "test", settings: tuple[str, ...] = ("zs", "gzs", "fg"),
-             batch_size: int = 128, num_workers: int = 0, seed: int = 0, progress: bool = False) -> dict[str, float]:
-    """Score `model` on a split. Keys look like "zs/map@all", "gzs/p@200", "fg/acc@1" (fractions).
+             batch_size: int = 128, num_workers: int = 0, seed: int = 0, progress: bool = False,
+             convention: str = DEFAULT_CONVENTION) -> dict[str, float]:
+    """Score `model` on a split. Keys look like "zs/map@all", "gzs/p@200", "fg/acc@1" (fractions);
+    ZS and GZS numbers follow the metric `convention` (splip.metrics.METRIC_CONVENTIONS).
 
     split="test": the unseen classes. ZS: queries = unseen sketches, gallery = unseen photos.
     GZS: seen-class (training-class) sketches and photos, randomly chosen with `seed`, equal to 20%
@@ -94,6 +101,9 @@ def evaluate(model: SpLIP, dataset: SBIRDataset, split: str = "test", settings: 
     """
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    if split == "val" and not dataset.val_ids:
+        raise ValueError(f"{dataset.name} holds no validation classes (val_fraction=0); evaluate split='test', "
+                         "or load it with val_fraction > 0")
     names = REPORTED_METRICS.get(dataset.name, ("map@all",))
     sketch_set = dataset.test_sketches if split == "test" else dataset.val_sketches
     photo_set = dataset.test_photos if split == "test" else dataset.val_photos
@@ -101,7 +111,8 @@ def evaluate(model: SpLIP, dataset: SBIRDataset, split: str = "test", settings: 
     kwargs = dict(batch_size=batch_size, num_workers=num_workers, progress=progress)
     sketches, photos = embed(model, sketch_set, **kwargs), embed(model, photo_set, **kwargs)
     results = {f"zs/{k}": v for k, v in retrieval_metrics(
-        sketches.vectors, sketches.labels, photos.vectors, photos.labels, names, progress=progress).items()}
+        sketches.vectors, sketches.labels, photos.vectors, photos.labels, names, convention=convention,
+        progress=progress).items()}
     if split == "val":
         return results
 
@@ -115,7 +126,7 @@ def evaluate(model: SpLIP, dataset: SBIRDataset, split: str = "test", settings: 
             torch.cat([sketches.vectors, seen_sketches.vectors]),
             np.concatenate([sketches.labels, seen_sketches.labels]),
             torch.cat([photos.vectors, seen_photos.vectors]),
-            np.concatenate([photos.labels, seen_photos.labels]), names, progress=progress)
+            np.concatenate([photos.labels, seen_photos.labels]), names, convention=convention, progress=progress)
         results.update({f"gzs/{k}": v for k, v in gzs.items()})
 
     if "fg" in settings and dataset.fg_source_photo is not None:

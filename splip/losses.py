@@ -18,6 +18,7 @@ __all__ = [
     "class_margins",
     "gather_margins",
     "triplet_loss",
+    "triplet_hinges",
     "classification_loss",
     "conditional_jigsaw_loss",
 ]
@@ -86,6 +87,15 @@ def triplet_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: Ten
     Returns:
         Scalar tensor.
     """
+    return triplet_hinges(anchor, positive, negative, margin).mean()
+
+
+def triplet_hinges(anchor: Tensor, positive: Tensor, negative: Tensor, margin: Tensor | float) -> Tensor:
+    """Per-triplet hinges ``max(0, d(a_b, p_b) - d(a_b, n_b) + m_b)``, shape ``(B,)``, in float32.
+
+    Arguments as :func:`triplet_loss` (its mean). A hinge of 0 means the triplet gives no gradient:
+    the share of non-zero hinges tells whether a margin still drives training.
+    """
     _check_pair("anchor", anchor, "positive", positive)
     _check_pair("anchor", anchor, "negative", negative)
     if isinstance(margin, Tensor) and margin.shape not in ((anchor.shape[0],), ()):
@@ -93,9 +103,11 @@ def triplet_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: Ten
             f"margin tensor must have shape ({anchor.shape[0]},) (one per triplet), got "
             f"{tuple(margin.shape)}; use gather_margins(class_margins(...), pos_labels, neg_labels)."
         )
-    d_pos = 1 - F.cosine_similarity(anchor, positive, dim=-1)  # (B,)
-    d_neg = 1 - F.cosine_similarity(anchor, negative, dim=-1)  # (B,)
-    return F.relu(d_pos - d_neg + margin).mean()
+    with _float32(anchor):
+        anchor, positive, negative = anchor.float(), positive.float(), negative.float()
+        d_pos = 1 - F.cosine_similarity(anchor, positive, dim=-1)  # (B,)
+        d_neg = 1 - F.cosine_similarity(anchor, negative, dim=-1)  # (B,)
+        return F.relu(d_pos - d_neg + margin)
 
 
 def classification_loss(
@@ -125,13 +137,20 @@ def classification_loss(
             f"got {tuple(class_text_emb.shape)}."
         )
     _check_labels(labels, b, class_text_emb.shape[-2], "labels")
-    f = F.normalize(image_emb, dim=-1)  # (B, D)
-    t = F.normalize(class_text_emb, dim=-1)  # (C, D) or (B, C, D)
-    if t.dim() == 2:
-        cos = f @ t.T  # (B, C)
-    else:
-        cos = torch.einsum("bd,bcd->bc", f, t)  # (B, C)
-    return F.cross_entropy(logit_scale * cos, labels)
+    with _float32(image_emb):
+        f = F.normalize(image_emb.float(), dim=-1)  # (B, D)
+        t = F.normalize(class_text_emb.float(), dim=-1)  # (C, D) or (B, C, D)
+        if t.dim() == 2:
+            cos = f @ t.T  # (B, C)
+        else:
+            cos = torch.einsum("bd,bcd->bc", f, t)  # (B, C)
+        return F.cross_entropy(logit_scale * cos, labels)
+
+
+def _float32(like: Tensor):
+    """Autocast off on ``like``'s device: with a logit scale of 100, bf16 cosines (8 bits of mantissa,
+    steps of ~0.004 near 1) would move the logits by ~0.4, so the losses compute in float32."""
+    return torch.autocast(device_type=like.device.type, enabled=False)
 
 
 def conditional_jigsaw_loss(

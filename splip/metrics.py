@@ -14,6 +14,28 @@ Conventions shared by every function here:
 - All values are fractions in [0, 1], not percent.
 - Queries are processed in chunks of rows, so the full ``(Q, G)`` similarity matrix is never held;
   peak extra memory is roughly ``20 bytes * chunk_size * G`` (about 0.7 GB by default).
+
+Metric conventions (``convention=``; :data:`METRIC_CONVENTIONS`), named after the public code that
+defined them and read from it (R = relevant items in the whole gallery, K = cut-off):
+
+- ``"sem-pcyc"`` (AnjanDutta/sem-pcyc ``src/utils.py``: ``apsak``, ``aps``, ``precak``, ``prec``):
+  ``apsak`` keeps the top K of ``argsort(-sim)`` and scores them with sklearn's
+  ``average_precision_score``, so mAP@K is step AP normalised by the hits within the top K; a query
+  with no hit there gets 0 and stays in ``np.mean``. ``prec`` = hits in the top K / K.
+- ``"sake"`` (qliu24/SAKE ``src/test_cse_resnet_tuberlin_zeroshot.py``: ``eval_AP_inner``,
+  ``VOCap``, ``eval_precision``): over the top K, recall = cumulative hits / min(K, R), precision is
+  made monotone from the right (``mpre[i] = max(mpre[i], mpre[i+1])``) and summed over the recall
+  steps; each step is 1 / min(K, R), so AP = (sum over hits in the top K of the interpolated
+  precision) / min(K, R). With R = 0 the division raises (the scripts turn warnings into errors) and
+  AP is NaN, which ``np.nanmean`` drops. P@K = hits in the top K / K (0 for an empty query).
+- ``"zse"`` (buptLinfy/ZSE-SBIR ``utils/ap.py``: ``calculate``, ``voc_eval``, ``voc_ap``,
+  ``precision_eval``): ``voc_eval``/``voc_ap`` are SAKE's AP; ``precision_eval`` averages the
+  relevance of the top min(K, R). With R = 0 both give NaN (0/0, mean of an empty slice), and
+  ``calculate`` averages with ``np.nanmean``.
+
+None of these codes breaks ties on purpose: they rank with ``np.argsort`` (not stable), and
+sem-pcyc's sklearn call then groups tied scores into one threshold. Here ties are always broken by
+gallery index, so results can differ from theirs only where similarities tie.
 """
 
 from __future__ import annotations
@@ -29,23 +51,42 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 __all__ = [
-    "MAP_NORMALIZERS",
+    "DEFAULT_CONVENTION",
+    "METRIC_CONVENTIONS",
     "per_query_retrieval_metrics",
     "retrieval_metrics",
     "mean_average_precision",
     "precision_at_k",
+    "one_positive_gallery",
     "fine_grained_accuracy",
     "generalized_zero_shot_sets",
 ]
 
-MAP_NORMALIZERS = ("relevant_in_top_k", "min_k_relevant")
-"""Denominators R of mAP@K: relevant items within the top K, or min(K, relevant items in the gallery)."""
+METRIC_CONVENTIONS: dict[str, str] = {
+    "sem-pcyc": "step AP (sklearn); mAP@K / hits in the top K; P@K = hits / K; "
+                "queries without relevant items count 0",
+    "sake": "VOC-interpolated AP; mAP@K / min(K, R); P@K = hits / K; "
+            "queries without relevant items left out of mAP",
+    "zse": "VOC-interpolated AP; mAP@K / min(K, R); P@K = hits in the top min(K, R) / min(K, R); "
+           "queries without relevant items left out",
+}
+"""Metric convention name -> one-line description (R = relevant items in the gallery)."""
+
+DEFAULT_CONVENTION = "sem-pcyc"
 
 _NORM_TOLERANCE = 1e-2
 # Default chunk = this many similarity entries (~2**25 * 20 bytes ~ 0.7 GB peak); 619 rows for
 # QuickDraw-Extended's 54,151-photo gallery.
 _CHUNK_ELEMENTS = 2**25
 _METRIC_NAME = re.compile(r"^(map|p)@(all|[1-9][0-9]*)$")
+
+
+def _check_convention(convention: Any) -> str:
+    if not isinstance(convention, str) or convention not in METRIC_CONVENTIONS:
+        raise ValueError(
+            f"convention must be one of {tuple(METRIC_CONVENTIONS)}, got {convention!r}."
+        )
+    return convention
 
 
 def _embeddings(x: Any, name: str) -> Tensor:
@@ -70,21 +111,33 @@ def _check_unit_rows(t: Tensor, name: str) -> None:
         )
 
 
-def _label_codes(query_labels: Any, gallery_labels: Any, n_query: int, n_gallery: int,
-                 device: torch.device) -> tuple[Tensor, Tensor]:
-    """Map both label sets jointly to integer codes so any hashable label type works."""
+def _joint_label_codes(query_labels: Any, gallery_labels: Any, n_query: int | None,
+                       n_gallery: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Map both label sets jointly to int64 codes so any hashable label type works.
+
+    ``n_query`` / ``n_gallery``: the required lengths (one label per embedding row), or None for any.
+    """
     arrays = []
     for name, labels, n in (("query_labels", query_labels, n_query),
                             ("gallery_labels", gallery_labels, n_gallery)):
         a = labels.detach().cpu().numpy() if isinstance(labels, Tensor) else np.asarray(labels)
-        if a.shape != (n,):
+        if n is not None and a.shape != (n,):
             raise ValueError(
                 f"{name} must be 1-D with one label per embedding row ({n}), got shape {a.shape}."
             )
+        if n is None and (a.ndim != 1 or a.size == 0):
+            raise ValueError(f"{name} must be a non-empty 1-D sequence of labels, got shape {a.shape}.")
         arrays.append(a)
     _, codes = np.unique(np.concatenate(arrays), return_inverse=True)
-    codes = torch.as_tensor(codes.reshape(-1), dtype=torch.int64, device=device)
-    return codes[:n_query], codes[n_query:]  # (Q,), (G,)
+    codes = codes.reshape(-1).astype(np.int64)
+    return codes[:len(arrays[0])], codes[len(arrays[0]):]  # (Q,), (G,)
+
+
+def _label_codes(query_labels: Any, gallery_labels: Any, n_query: int, n_gallery: int,
+                 device: torch.device) -> tuple[Tensor, Tensor]:
+    """:func:`_joint_label_codes` as int64 tensors on ``device``."""
+    q_codes, g_codes = _joint_label_codes(query_labels, gallery_labels, n_query, n_gallery)
+    return torch.as_tensor(q_codes, device=device), torch.as_tensor(g_codes, device=device)  # (Q,), (G,)
 
 
 def _chunks(
@@ -144,35 +197,70 @@ def _parse_metrics(metrics: Sequence[str], n_gallery: int) -> list[tuple[str, st
     return parsed
 
 
+def _value_ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(H,)`` floats -> (rank of each value, values in ascending order): ``ascending[rank] == values``.
+
+    Ranks are distinct int64 in [0, H) and order-preserving, so integer keys built on them can be
+    max-scanned exactly (adding an offset to the floats themselves would round them).
+    """
+    by_value = np.argsort(values)  # (H,)
+    rank = np.empty(values.size, dtype=np.int64)
+    rank[by_value] = np.arange(values.size)
+    return rank, values[by_value]
+
+
+def _interpolated_precision(rank: np.ndarray, ascending: np.ndarray, hit_row: np.ndarray,
+                            n_rows: int) -> np.ndarray:
+    """VOC-interpolated precision at each hit: max of P over that hit and the later hits of its row.
+
+    ``rank`` (H,): :func:`_value_ranks` of P at each hit; hits are grouped by row (``hit_row``
+    non-decreasing) and in rank order within a row. The max over the later *positions* of the row
+    (what VOCap's right-to-left max takes) equals the max over its later *hits*, because P only
+    falls between hits. One reversed running max over the whole array gives every row's suffix max
+    at once: a row's keys are offset above all keys of the rows after it, so a running max never
+    carries across a row boundary.
+    """
+    span = ascending.size + 1
+    offset = (n_rows - hit_row) * span  # (H,) larger for earlier rows, which the reversed scan meets last
+    suffix_max = np.maximum.accumulate((rank + offset)[::-1])[::-1]  # (H,)
+    return ascending[suffix_max - offset]
+
+
 def per_query_retrieval_metrics(
     query_emb: Any,
     query_labels: Any,
     gallery_emb: Any,
     gallery_labels: Any,
     metrics: Sequence[str] = ("map@all", "p@100", "map@200", "p@200"),
-    map_normalizer: str = "relevant_in_top_k",
+    convention: str = DEFAULT_CONVENTION,
     chunk_size: int | None = None,
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per-query AP and precision values from one ranking per query (each chunk is sorted once).
 
-    With the ranking of the module docstring, ``r_k`` = 1 if the item at rank k is relevant and
-    ``P(k)`` = (relevant items in ranks 1..k) / k:
+    With the ranking of the module docstring, ``r_k`` = 1 if the item at rank k is relevant,
+    ``P(k)`` = (relevant items in ranks 1..k) / k, ``R`` = relevant items in the whole gallery and,
+    for ``"map@all"``, K = G (the gallery size). For each ``convention``:
 
-    - ``"map@all"``: ``AP = sum_k P(k) r_k / R``, R = relevant items in the whole gallery. Equals
-      sklearn's ``average_precision_score`` when no relevant item ties with another item. A query
-      with no relevant gallery item gets AP = 0 (sklearn also returns 0, with a warning).
-    - ``"map@K"``: the same sum over ranks 1..K only, divided by R = relevant items within the top K
-      (``map_normalizer="relevant_in_top_k"``, the convention of the code the paper's baselines
-      come from) or by ``min(K, relevant items in the gallery)`` (``"min_k_relevant"``). AP = 0
-      when R = 0.
-    - ``"p@K"``: relevant items within the top K, divided by K.
+    ``"sem-pcyc"`` (default):
+
+    - ``"map@K"``: ``sum_{k<=K} P(k) r_k / H_K``, H_K = relevant items within the top K (for
+      map@all H_K = R: sklearn's ``average_precision_score`` when no relevant item ties with another
+      item). 0 when H_K = 0.
+    - ``"p@K"``: ``H_K / K``.
+
+    ``"sake"``:
+
+    - ``"map@K"``: ``sum_{k<=K} Pi_K(k) r_k / min(K, R)`` with the interpolated precision
+      ``Pi_K(k) = max_{k<=j<=K} P(j)``. NaN when R = 0 (left out of the mean).
+    - ``"p@K"``: ``H_K / K`` (0 when R = 0).
+
+    ``"zse"``: ``"map@K"`` as ``"sake"``; ``"p@K"``: ``H_m / m`` with m = min(K, R), NaN when R = 0.
 
     Names are case-insensitive; K must not exceed the gallery size. ``chunk_size`` = query rows per
     chunk (default: about 2**25 / G). Returns float64 arrays of shape ``(Q,)`` keyed by the given names.
     """
-    if map_normalizer not in MAP_NORMALIZERS:
-        raise ValueError(f"map_normalizer must be one of {MAP_NORMALIZERS}, got {map_normalizer!r}.")
+    convention = _check_convention(convention)
     gallery = _embeddings(gallery_emb, "gallery_emb")  # (G, D)
     device = gallery.device
     query = _embeddings(query_emb, "query_emb")  # (Q, D), moved to `device` chunk by chunk
@@ -183,11 +271,12 @@ def per_query_retrieval_metrics(
     q_codes, g_codes = _label_codes(query_labels, gallery_labels, n_query, n_gallery, device)
     # Relevance is only needed down to the deepest rank any metric looks at.
     depth = max(n_gallery if k is None else k for _, _, k in parsed)
+    interpolate = convention != "sem-pcyc" and any(kind == "map" for _, kind, _ in parsed)
 
     out = {name: np.zeros(n_query) for name, _, _ in parsed}
     for rows in _chunks(n_query, n_gallery, chunk_size, progress, "retrieval metrics"):
         relevant = q_codes[rows, None] == g_codes[None, :]  # (C, G), gallery order
-        n_relevant = relevant.sum(dim=1).cpu().numpy()  # (C,)
+        n_relevant = relevant.sum(dim=1).cpu().numpy()  # (C,) R of each query
         order = _ranked_gallery_indices(query[rows].to(device) @ gallery.T)[:, :depth]  # (C, depth)
         ranked_relevant = relevant.gather(1, order)  # (C, depth), rank order
         del order, relevant
@@ -198,20 +287,31 @@ def per_query_retrieval_metrics(
         hits_per_row = np.bincount(hit_row, minlength=n_rows)  # (C,)
         row_start = np.cumsum(hits_per_row) - hits_per_row
         precision_at_hit = (np.arange(hit_row.size) - row_start[hit_row] + 1) / (hit_col + 1.0)  # (H,)
+        if interpolate:
+            rank, ascending = _value_ranks(precision_at_hit)  # (H,), (H,)
         for name, kind, k in parsed:
-            keep = slice(None) if k is None else hit_col < k
+            keep = slice(None) if k is None else hit_col < k  # top-K hits: a prefix of each row's hits
+            if kind == "p" and convention == "zse":
+                cutoff = np.minimum(k, n_relevant)  # (C,)
+                hits_in_cutoff = np.bincount(hit_row[hit_col < cutoff[hit_row]], minlength=n_rows)  # (C,)
+                out[name][rows] = np.divide(hits_in_cutoff, cutoff, out=np.full(n_rows, np.nan),
+                                            where=cutoff > 0)
+                continue
             hits_in_top = np.bincount(hit_row[keep], minlength=n_rows)  # (C,)
             if kind == "p":
                 out[name][rows] = hits_in_top / k
                 continue
-            ap_sum = np.bincount(hit_row[keep], weights=precision_at_hit[keep], minlength=n_rows)  # (C,)
-            if k is None:
-                denominator = n_relevant
-            elif map_normalizer == "relevant_in_top_k":
-                denominator = hits_in_top
-            else:
-                denominator = np.minimum(k, n_relevant)
-            out[name][rows] = np.divide(ap_sum, denominator, out=np.zeros(n_rows), where=denominator > 0)
+            if convention == "sem-pcyc":
+                ap_sum = np.bincount(hit_row[keep], weights=precision_at_hit[keep], minlength=n_rows)  # (C,)
+                denominator = n_relevant if k is None else hits_in_top
+                out[name][rows] = np.divide(ap_sum, denominator, out=np.zeros(n_rows), where=denominator > 0)
+                continue
+            # Interpolate within the top K only: hits after rank K must not raise precision.
+            interpolated = _interpolated_precision(rank[keep], ascending, hit_row[keep], n_rows)  # (H_K,)
+            ap_sum = np.bincount(hit_row[keep], weights=interpolated, minlength=n_rows)  # (C,)
+            denominator = n_relevant if k is None else np.minimum(k, n_relevant)
+            out[name][rows] = np.divide(ap_sum, denominator, out=np.full(n_rows, np.nan),
+                                        where=denominator > 0)  # NaN: R = 0, left out of the mean
     return out
 
 
@@ -221,19 +321,25 @@ def retrieval_metrics(
     gallery_emb: Any,
     gallery_labels: Any,
     metrics: Sequence[str] = ("map@all", "p@100", "map@200", "p@200"),
-    map_normalizer: str = "relevant_in_top_k",
+    convention: str = DEFAULT_CONVENTION,
     chunk_size: int | None = None,
     progress: bool = False,
 ) -> dict[str, float]:
-    """Means over all queries of :func:`per_query_retrieval_metrics` (definitions there), as fractions.
+    """Means over queries of :func:`per_query_retrieval_metrics` (definitions there), as fractions.
 
-    Example: ``retrieval_metrics(sk, sk_y, ph, ph_y, ("map@all", "p@100"))`` ->
-    ``{"map@all": 0.80, "p@100": 0.87}``. Queries with no relevant gallery item count as 0.
+    NaN values (queries with no relevant gallery item under ``"sake"`` / ``"zse"``) are left out of
+    the mean, as those codes' ``np.nanmean`` does; the mean is NaN if every query is left out. Under
+    ``"sem-pcyc"`` such queries count as 0. Example: ``retrieval_metrics(sk, sk_y, ph, ph_y,
+    ("map@all", "p@100"))`` -> ``{"map@all": 0.80, "p@100": 0.87}``.
     """
     per_query = per_query_retrieval_metrics(
-        query_emb, query_labels, gallery_emb, gallery_labels, metrics, map_normalizer, chunk_size, progress
+        query_emb, query_labels, gallery_emb, gallery_labels, metrics, convention, chunk_size, progress
     )
-    return {name: float(values.mean()) for name, values in per_query.items()}
+    means = {}
+    for name, values in per_query.items():
+        kept = values[~np.isnan(values)]
+        means[name] = float(kept.mean()) if kept.size else math.nan
+    return means
 
 
 def mean_average_precision(
@@ -242,14 +348,14 @@ def mean_average_precision(
     gallery_emb: Any,
     gallery_labels: Any,
     k: int | None = None,
-    normalizer: str = "relevant_in_top_k",
+    convention: str = DEFAULT_CONVENTION,
     chunk_size: int | None = None,
     progress: bool = False,
 ) -> float:
-    """mAP@all (``k=None``) or mAP@K with the given normaliser; see :func:`per_query_retrieval_metrics`."""
+    """mAP@all (``k=None``) or mAP@K under ``convention``; see :func:`per_query_retrieval_metrics`."""
     name = "map@all" if k is None else f"map@{k}"
     return retrieval_metrics(
-        query_emb, query_labels, gallery_emb, gallery_labels, (name,), normalizer, chunk_size, progress
+        query_emb, query_labels, gallery_emb, gallery_labels, (name,), convention, chunk_size, progress
     )[name]
 
 
@@ -259,15 +365,52 @@ def precision_at_k(
     gallery_emb: Any,
     gallery_labels: Any,
     k: int,
+    convention: str = DEFAULT_CONVENTION,
     chunk_size: int | None = None,
     progress: bool = False,
 ) -> float:
-    """Mean P@K: relevant items within the top K, divided by K; see :func:`per_query_retrieval_metrics`."""
+    """Mean P@K under ``convention`` (hits in the top K / K, or for ``"zse"`` hits in the top
+    min(K, R) / min(K, R)); see :func:`per_query_retrieval_metrics`."""
     name = f"p@{k}"
     return retrieval_metrics(
-        query_emb, query_labels, gallery_emb, gallery_labels, (name,),
-        chunk_size=chunk_size, progress=progress,
+        query_emb, query_labels, gallery_emb, gallery_labels, (name,), convention, chunk_size, progress
     )[name]
+
+
+def one_positive_gallery(query_labels: Any, gallery_labels: Any, seed: int) -> np.ndarray:
+    """For each query, the index of one random gallery item of the query's class (CLIP-AT's gallery).
+
+    NOT the benchmark protocol: it inflates the numbers. It reproduces the validation of CLIP-AT's
+    public code (aneeshan95/Sketch_LVM: ``Sketchy.__getitem__`` in ``src/dataset_retrieval.py``
+    draws ``np.random.choice(self.all_photos_path[category])`` for every query sketch, anew on
+    every evaluation; ``Model.validation_epoch_end`` in ``src/model_LN_prompt.py`` ranks the stack of
+    those photos, one per query, by cosine and reports the mean of torchmetrics'
+    ``retrieval_average_precision``, i.e. mAP@all). The gallery therefore has Q items, with the
+    query classes' frequencies, and the same photo can appear more than once (draws are independent).
+
+    Each draw is uniform over the gallery items with the query's label, from
+    ``numpy.random.default_rng(seed)``. Use it as ``idx = one_positive_gallery(q_y, g_y, seed)``,
+    then score the queries against ``gallery_emb[idx]`` with labels ``gallery_labels[idx]``
+    (``convention="sem-pcyc"``, ``"map@all"``: torchmetrics' AP is the same step AP).
+    Returns int64 indices of shape ``(Q,)``; raises if a query's label has no gallery item.
+    """
+    q_codes, g_codes = _joint_label_codes(query_labels, gallery_labels, None, None)  # (Q,), (G,)
+    n_codes = int(max(q_codes.max(), g_codes.max())) + 1
+    per_class = np.bincount(g_codes, minlength=n_codes)  # (L,) gallery items of each label
+    unmatched = np.flatnonzero(per_class[q_codes] == 0)  # queries whose label no gallery item has
+    if unmatched.size:
+        q_labels = (query_labels.detach().cpu().numpy() if isinstance(query_labels, Tensor)
+                    else np.asarray(query_labels))  # (Q,)
+        absent = sorted({str(label) for label in q_labels[unmatched]})
+        raise ValueError(
+            f"{unmatched.size} queries have a label with no gallery item ({', '.join(absent[:5])}"
+            f"{', ...' if len(absent) > 5 else ''}); every query needs a same-class gallery item."
+        )
+    by_class = np.argsort(g_codes, kind="stable")  # (G,) gallery indices grouped by label, index order
+    class_start = np.cumsum(per_class) - per_class  # (L,)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, per_class[q_codes])  # (Q,) uniform position within each query's class
+    return by_class[class_start[q_codes] + pick].astype(np.int64)
 
 
 def fine_grained_accuracy(

@@ -30,7 +30,9 @@ class SpLIPConfig:
     text_guided_visual_prompts: bool = True  # B_v: template words -> V^tg
     multilayer_visual_prompts: bool = True  # B_vt: per-layer text features -> V^ms_l
     tune_layernorm: bool = True  # LayerNorm affine parameters of both towers trainable
-    text_conditioning: str = "per_image"  # or "batch_mean" (one text pass per modality per batch)
+    # "per_image" (faithful: T from each image's E_0) or "batch_mean" (one text pass per modality
+    # per batch, T from the batch's mean E_0 in training and from the training-set mean in eval)
+    text_conditioning: str = "per_image"
     num_text_prompts: int = 4  # m
     num_multilayer_prompts: int = 2  # n
     # CLIP-AT-style (VPT-shallow) learnable visual tokens, one set per modality, fed to the first
@@ -103,6 +105,14 @@ class SpLIP(nn.Module):
             nn.Parameter(0.02 * torch.randn(len(MODALITIES), cfg.shallow_visual_prompts, visual_width))
             if cfg.shallow_visual_prompts > 0 else None
         )
+        if cfg.text_prompts and cfg.text_conditioning == "batch_mean":
+            # Running (count-weighted) mean of the mean-pooled E_0 over every training image seen, per
+            # modality. Eval mode conditions T on it, so a test embedding never depends on the rest of
+            # its batch. conv1 is frozen, so E_0 of an image never changes and this converges to the
+            # training-set mean. Persistent: checkpoints carry it.
+            for modality in MODALITIES:
+                self.register_buffer(f"{modality}_patch_mean", torch.zeros(visual_width))  # (d_v,)
+                self.register_buffer(f"{modality}_patch_count", torch.zeros((), dtype=torch.float64))
         # Visual layer i reads the text features of the text layer at the same relative depth.
         self.register_buffer(
             "text_layer_for_visual_layer",
@@ -193,10 +203,13 @@ class SpLIP(nn.Module):
         batch, num_patches, _ = patches.shape
         cls = visual.class_embedding.to(patches.dtype).expand(batch, 1, -1)
         x = torch.cat([cls, patches], dim=1) + visual.positional_embedding.to(patches.dtype)
-        x = visual.ln_pre(visual.patch_dropout(x))  # (B, 1+N, d_v)
+        x = visual.patch_dropout(x)  # (B, 1+N, d_v)
         tokens = x.shape[1]
-        if shallow is not None:  # VPT-shallow: inserted once, then updated by every layer like a patch
-            x = torch.cat([x, shallow.unsqueeze(0).expand(batch, -1, -1)], dim=1)  # (B, 1+N+k, d_v)
+        if shallow is not None:
+            # VPT-shallow, as CLIP-AT's code: appended after the positional embedding and before
+            # ln_pre (no position of their own), then updated by every layer like a patch.
+            x = torch.cat([x, shallow.to(x.dtype).unsqueeze(0).expand(batch, -1, -1)], dim=1)  # (B, 1+N+k, d_v)
+        x = visual.ln_pre(x)
         keep = x.shape[1]
         for layer, block in enumerate(visual.transformer.resblocks):
             prompts = []
@@ -209,6 +222,28 @@ class SpLIP(nn.Module):
             x = block(x)
         pooled, _ = visual._pool(x[:, :tokens])  # prompt slots never enter the pooling
         return pooled @ visual.proj if visual.proj is not None else pooled
+
+    def _conditioning_patches(self, patches: torch.Tensor, modality: str) -> torch.Tensor:
+        """What B_t reads: (B, N, d_v) per image, or (1, N', d_v) for the whole batch (batch_mean).
+
+        batch_mean, train mode: the batch's mean E_0 (and the running mean is updated). Eval mode:
+        the running training-set mean, so an embedding does not depend on its batch; before any
+        training step (count 0) each image conditions its own text, which is what a batch of one
+        would give in training.
+        """
+        if self.config.text_conditioning == "per_image":
+            return patches
+        mean = getattr(self, f"{modality}_patch_mean")  # (d_v,)
+        count = getattr(self, f"{modality}_patch_count")  # ()
+        if self.training:
+            with torch.no_grad():
+                batch_mean = patches.detach().float().mean(dim=(0, 1))  # (d_v,)
+                count += patches.shape[0]
+                mean += (batch_mean - mean) * (patches.shape[0] / count).to(mean.dtype)
+            return patches.mean(0, keepdim=True)  # (1, N, d_v)
+        if count == 0:
+            return patches
+        return mean.to(patches.dtype).view(1, 1, -1)  # (1, 1, d_v): B_t mean-pools over positions
 
     # ------------------------------------------------------------------ forward
 
@@ -225,8 +260,7 @@ class SpLIP(nn.Module):
 
         text_prompts = None
         if self.text_prompt_generator is not None:
-            source = patches if cfg.text_conditioning == "per_image" else patches.mean(0, keepdim=True)
-            text_prompts = self.text_prompt_generator(source)  # (G, m, d_t), G in {B, 1}
+            text_prompts = self.text_prompt_generator(self._conditioning_patches(patches, modality))  # (G, m, d_t)
 
         texts = multilayer = None
         if class_embeddings or self.multilayer_prompts is not None:

@@ -13,11 +13,13 @@ from torch import nn
 from splip.jigsaw import JigsawSolver, permutation_set, random_permutation_labels, shuffle_tiles
 from splip.losses import (
     FIXED_MARGIN, class_margins, classification_loss, conditional_jigsaw_loss, gather_margins,
-    triplet_loss,
+    triplet_hinges,
 )
 from splip.model import SpLIP
 
 MARGIN_MODES = ("adaptive", "fixed")
+DIAGNOSTICS = ("margin_mean", "active_triplets")
+"""Keys of SpLIPObjective's output that are statistics of the batch, not loss terms."""
 
 
 @dataclass
@@ -57,7 +59,9 @@ class SpLIPObjective(nn.Module):
 
     def forward(self, model: SpLIP, batch: dict[str, torch.Tensor],
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Returns {"loss", "triplet", "classification", "jigsaw"} (scalars; "loss" is the total).
+        """Returns {"loss", "triplet", "classification", "jigsaw"} (scalars; "loss" is the total) and
+        the diagnostics {"margin_mean", "active_triplets"}: the batch's mean triplet margin and the
+        share of triplets whose hinge is non-zero (detached).
 
         `generator` draws the jigsaw puzzles (CPU generator; seeded per epoch by the trainer).
         """
@@ -70,9 +74,10 @@ class SpLIPObjective(nn.Module):
         if cfg.margin == "adaptive":
             margin = gather_margins(self.margins, labels, negative_labels)  # (B,)
         else:
-            margin = cfg.fixed_margin
-        terms = {"triplet": triplet_loss(
-            sketch.image_embeddings, positive.image_embeddings, negative.image_embeddings, margin)}
+            margin = torch.full_like(labels, cfg.fixed_margin, dtype=torch.float32)  # (B,)
+        hinges = triplet_hinges(
+            sketch.image_embeddings, positive.image_embeddings, negative.image_embeddings, margin)  # (B,)
+        terms = {"triplet": hinges.mean()}
 
         logit_scale = model.clip.logit_scale.exp().detach()
         terms["classification"] = 0.5 * (
@@ -93,4 +98,7 @@ class SpLIPObjective(nn.Module):
             terms["jigsaw"] = torch.zeros((), device=labels.device)
 
         terms["loss"] = terms["triplet"] + cfg.alpha * terms["classification"] + cfg.beta * terms["jigsaw"]
+        # Diagnostics, not losses: does the (adaptive) margin still leave triplets with a gradient?
+        terms[DIAGNOSTICS[0]] = margin.detach().float().mean()
+        terms[DIAGNOSTICS[1]] = (hinges.detach() > 0).float().mean()
         return terms

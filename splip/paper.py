@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from splip.metrics import DEFAULT_CONVENTION
 from splip.pretrain import SYNTHETIC_PHOTOS
 
 PAPER_COLUMN = "paper (ECCV'24, ViT-B/32 OpenAI, real data)"
@@ -162,15 +163,16 @@ def run_columns(results: Mapping[str, Any]) -> dict[str, Mapping[str, float]]:
 
 
 def comparison_table(runs: Mapping[str, Mapping[str, float]], dataset: str,
-                     baselines: bool = False) -> pd.DataFrame:
+                     baselines: bool = False, convention: str = DEFAULT_CONVENTION) -> pd.DataFrame:
     """Our metrics (fractions, shown as percent) beside the paper's SpLIP numbers for `dataset`.
 
     `runs` maps a column label (e.g. "untrained", "trained") to metrics as returned by
     splip.evaluate.evaluate. Rows: every metric in `runs` or in the paper for `dataset`, ordered
     ZS, GZS, FG. Columns: "<label> (%)" per run, :data:`PAPER_COLUMN` (SpLIP), with `baselines` one
     column per other method the paper reports on `dataset`, and "paper source" (the table a number comes
-    from, or why there is none). A missing number is NaN; nothing is invented: for a dataset the
-    paper does not cover, every paper cell is NaN and "paper source" says so.
+    from, or why there is none), and "metric convention": ours (`convention`, splip.metrics) and the
+    paper's, which the paper does not state. A missing number is NaN; nothing is invented: for a
+    dataset the paper does not cover, every paper cell is NaN and "paper source" says so.
     """
     methods = ["SpLIP"]
     if baselines:
@@ -191,6 +193,9 @@ def comparison_table(runs: Mapping[str, Mapping[str, float]], dataset: str,
     else:
         sources = [reported["SpLIP"][k][1] if k in reported["SpLIP"] else "not reported in the paper" for k in keys]
     table["paper source"] = sources
+    table["metric convention"] = [
+        "Acc@K: rank of the source photo (no variants)" if k.startswith("fg/")
+        else f"ours: {convention}; paper: not stated" for k in keys]
     return table.round(2)
 
 

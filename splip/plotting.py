@@ -20,6 +20,7 @@ from sklearn.manifold import TSNE
 from splip.data import ImageSet, SBIRDataset
 from splip.evaluate import Embeddings, embed
 from splip.model import SpLIP
+from splip.objective import DIAGNOSTICS
 
 CORRECT, WRONG = "#1a9850", "#d73027"
 MARKERS = {"photo": "o", "sketch": "^"}
@@ -27,29 +28,40 @@ _NOT_LOSSES = ("epoch", "seconds")
 
 
 def plot_training_curves(history: Sequence[Mapping[str, float]]) -> Figure:
-    """Loss terms per epoch (left) and validation metrics per epoch (right).
+    """Loss terms per epoch, the triplet diagnostics, and validation metrics per epoch (if any).
 
     `history` is Trainer.fit()'s list of per-epoch records: "epoch", the loss terms (means over the
-    epoch's steps), "val_*" metrics on the held-out seen classes, "seconds".
+    epoch's steps), the diagnostics "margin_mean" (mean triplet margin) and "active_triplets" (share
+    of triplets with a non-zero hinge), "val_*" metrics on the held-out seen classes (absent with
+    val_fraction=0), "seconds".
     """
     if not history:
         raise ValueError("empty history: nothing was trained (epochs=0?)")
     epochs = [r["epoch"] for r in history]
-    losses = [k for k in history[0] if k not in _NOT_LOSSES and not k.startswith("val_")]
+    losses = [k for k in history[0] if k not in (*_NOT_LOSSES, *DIAGNOSTICS) and not k.startswith("val_")]
     vals = [k for k in history[0] if k.startswith("val_")]
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
-    ax_loss, ax_val = fig.subplots(1, 2)
+    fig = Figure(figsize=(13, 3.6), layout="constrained")
+    ax_loss, ax_margin, ax_val = fig.subplots(1, 3)
     for key in losses:
         ax_loss.plot(epochs, [r[key] for r in history], marker="o", lw=2.5 if key == "loss" else 1.2,
                      label="total" if key == "loss" else key)
     ax_loss.set(xlabel="epoch", ylabel="mean loss over the epoch", title="training losses")
     ax_loss.legend(fontsize=8)
+    if all(k in history[0] for k in DIAGNOSTICS):
+        ax_margin.plot(epochs, [r["margin_mean"] for r in history], marker="o", label="mean margin")
+        ax_margin.plot(epochs, [r["active_triplets"] for r in history], marker="s", label="share of active triplets")
+        ax_margin.set_ylim(0, 1.05)
+        ax_margin.legend(fontsize=8)
+    ax_margin.set(xlabel="epoch", title="triplet hinge (epoch means)")
     for key in vals:
         ax_val.plot(epochs, [100 * r[key] for r in history], marker="o", label=key.removeprefix("val_"))
     ax_val.set(xlabel="epoch", ylabel="%", title="validation (held-out seen classes)")
     if vals:
         ax_val.legend(fontsize=8)
-    for ax in (ax_loss, ax_val):
+    else:
+        ax_val.text(0.5, 0.5, "no held-out classes\n(val_fraction=0: last epoch kept)", ha="center",
+                    va="center", transform=ax_val.transAxes)
+    for ax in (ax_loss, ax_margin, ax_val):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     return fig

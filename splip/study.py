@@ -59,7 +59,7 @@ def _same_run(saved: Mapping[str, Any], config: TrainConfig) -> bool:
 
 def run_variant(config: TrainConfig, settings: tuple[str, ...] = ("zs",),
                 extra_tests: Mapping[str, SBIRDataset] | None = None) -> dict[str, Any]:
-    """Train `config` (resuming from its last.pt), reload the best validation epoch, test it on the
+    """Train `config` (resuming from its last.pt), reload its selected epoch, test it on the
     dataset's unseen classes and on each of `extra_tests` (test split; e.g. a cross-dataset set),
     and save {"test": ..., "<name>": ..., "history": ...} with provenance to output_dir/metrics.json.
     Returns the saved record; a metrics.json of the same configuration is returned as it is.
@@ -71,9 +71,9 @@ def run_variant(config: TrainConfig, settings: tuple[str, ...] = ("zs",),
             return saved
     trainer = Trainer(config)
     trainer.fit()
-    trainer.load_checkpoint(trainer.output_dir / "best.pt", training_state=False)
+    trainer.load_checkpoint(trainer.selected_checkpoint, training_state=False)
     metrics = {"test": trainer.evaluate(settings=settings), "history": trainer.history}
     for name, dataset in (extra_tests or {}).items():
-        metrics[name] = evaluate(trainer.model, dataset, "test", ("zs",), batch_size=config.eval_batch_size)
-    trainer.save_metrics(metrics)
-    return {"metrics": metrics, "run": trainer.run_info()}
+        metrics[name] = evaluate(trainer.model, dataset, "test", ("zs",), batch_size=config.eval_batch_size,
+                                 convention=config.metric_convention)
+    return load_json(trainer.save_metrics(metrics))

@@ -1,8 +1,10 @@
 """Training and evaluation of SpLIP: plain PyTorch, resumable, deterministic on the CPU.
 
 A run lives in `output_dir`: `last.pt` (written atomically after every epoch; a rerun resumes from
-it), `best.pt` (best validation mAP@all on held-out *seen* classes), `history.json` (one record per
-epoch) and `metrics.json` (test metrics with what produced them).
+it), `best.pt` (best validation mAP@all on held-out *seen* classes; absent with val_fraction=0,
+where the last epoch is tested), `history.json` (one record per epoch: loss terms, the mean triplet
+margin and share of active triplets, validation mAP@all) and `metrics.json` (test metrics, the metric
+convention, and what produced them).
 """
 from __future__ import annotations
 
@@ -21,8 +23,11 @@ from tqdm.auto import tqdm
 
 from splip.backbone import architecture, load_backbone
 from splip.data import TripletDataset, collate_triplets, load_dataset
+from splip.data.protocols import TEST_SUBSETS, select_test_set
+from splip.data.sampling import NEGATIVES, POSITIVES
 from splip.evaluate import autocast_for, evaluate
 from splip.io import save_json, save_torch
+from splip.metrics import METRIC_CONVENTIONS
 from splip.model import SpLIP, SpLIPConfig, trainable_parameter_table
 from splip.objective import LossConfig, SpLIPObjective
 from splip.pretrain import SYNTHETIC_PHOTOS, ensure_synthetic_backbone
@@ -58,7 +63,16 @@ class TrainConfig:
     batch_size: int = 32
     lr_prompts: float = 3e-3  # B_t, B_v, B_vt and the jigsaw solver (paper: 1e-3)
     lr_layernorm: float = 3e-3  # CLIP's LayerNorm affines (paper: 1e-6)
-    val_fraction: float = 0.2  # share of seen classes held out for model selection
+    # Share of seen classes held out for model selection (the epoch with the best validation mAP@all
+    # is kept); 0: train on every seen class and keep the last epoch, as the paper's presets do.
+    val_fraction: float = 0.2
+    positives: str = "same_class"  # or "source_photo": the sketch's own photo (fine-grained training)
+    negatives: str = "uniform_photo"  # or "uniform_class": a class first, then its photo (CLIP-AT)
+    metric_convention: str = "sem-pcyc"  # how mAP and P@K are computed; see splip.metrics
+    test_subset: str = "all"  # or "zse-sbir": that code's default subsampled test set (splip.data.protocols)
+    # With "zse-sbir": the folder holding ZSE-SBIR's published file lists (its datasets/), to keep exactly
+    # that code's items; None: the same strides over our own item order (same counts, other items).
+    test_file_lists: str | None = None
     seed: int = 0
     device: str = "auto"  # "auto": CUDA when available
     num_workers: int = 0
@@ -66,6 +80,13 @@ class TrainConfig:
     output_dir: str = "runs/synthetic"
     resume: bool = True
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        choices = {"positives": POSITIVES, "negatives": NEGATIVES, "metric_convention": tuple(METRIC_CONVENTIONS),
+                   "test_subset": TEST_SUBSETS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -106,6 +127,8 @@ class Trainer:
         self.dataset = load_dataset(config.dataset, config.data_root, image_size=arch["vision_cfg"]["image_size"],
                                     val_fraction=config.val_fraction, seed=config.seed,
                                     **config.dataset_options)
+        # What split="test" scores: every test item, or ZSE-SBIR's default subsample.
+        self.test_dataset = select_test_set(self.dataset, config.test_subset, config.test_file_lists)
         pretrained = config.pretrained
         if pretrained == SYNTHETIC_PHOTOS:
             if not self.dataset.synthetic:
@@ -134,7 +157,9 @@ class Trainer:
         self.optimizer = torch.optim.Adam(groups)
         amp_fp16 = self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp_fp16)
-        self.triplets = TripletDataset(self.dataset.train_sketches, self.dataset.train_photos, seed=config.seed)
+        self.triplets = TripletDataset(
+            self.dataset.train_sketches, self.dataset.train_photos, seed=config.seed, positives=config.positives,
+            negatives=config.negatives, source_photo=self.dataset.train_fg_source_photo)
         self.history: list[dict[str, Any]] = []
         self.best_val = -1.0
 
@@ -162,11 +187,23 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
+    @property
+    def validates(self) -> bool:
+        """Whether seen classes are held out for model selection (val_fraction > 0)."""
+        return bool(self.dataset.val_ids)
+
+    @property
+    def selected_checkpoint(self) -> Path:
+        """The weights a run is tested with: best.pt (best validation epoch) or, without held-out
+        classes, last.pt (the last epoch, as the paper)."""
+        return self.output_dir / ("best.pt" if self.validates else "last.pt")
+
     def _state(self) -> dict[str, Any]:
         trainable = {n: p.detach().cpu() for n, p in self.model.named_parameters() if p.requires_grad}
         return {
             "epoch": len(self.history),
             "trainable": trainable,
+            "buffers": _own_buffers(self.model),
             "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -177,7 +214,8 @@ class Trainer:
         }
 
     def load_checkpoint(self, path: str | Path, training_state: bool = True) -> None:
-        """Restore trainable weights from `path`, and with `training_state` the optimizer and history."""
+        """Restore trainable weights (and running statistics) from `path`, and with `training_state`
+        the optimizer and history."""
         self._restore(torch.load(path, map_location=self.device, weights_only=True), path, training_state)
 
     def _restore(self, state: dict[str, Any], path: str | Path, training_state: bool) -> None:
@@ -186,10 +224,16 @@ class Trainer:
                 f"{path} was trained on backbone {state['config']['backbone']} with weights {state['weights']}, "
                 f"not {self.config.backbone} with {self.backbone.weights}."
             )
-        missing = set(self.trainable_names) - set(state["trainable"])
-        if missing:
-            raise ValueError(f"{path} lacks trainable parameters {sorted(missing)[:5]}: a different model config?")
-        self.model.load_state_dict(state["trainable"], strict=False)
+        saved = {**state["trainable"], **state.get("buffers", {})}
+        expected = set(self.trainable_names) | set(_own_buffers(self.model))
+        missing, unexpected = sorted(expected - set(saved)), sorted(set(saved) - expected)
+        if missing or unexpected:
+            raise ValueError(
+                f"{path} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}. It was saved "
+                "by a run with another model config (prompts, text_conditioning, tune_layernorm); load it with "
+                "that config, or use resume=False / another output_dir."
+            )
+        self.model.load_state_dict(saved, strict=False)
         self.objective.load_state_dict(state["objective"])
         if training_state:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -254,29 +298,32 @@ class Trainer:
         cfg = self.config
         for epoch in range(len(self.history), cfg.epochs):
             start = time.perf_counter()
-            losses = self._train_epoch(epoch)
-            val = evaluate(self.model, self.dataset, split="val", batch_size=cfg.eval_batch_size,
-                           num_workers=cfg.num_workers)["zs/map@all"]
-            record = {"epoch": epoch + 1, **losses, "val_map@all": val,
-                      "seconds": round(time.perf_counter() - start, 2)}
+            record = {"epoch": epoch + 1, **self._train_epoch(epoch)}
+            if self.validates:
+                record["val_map@all"] = evaluate(
+                    self.model, self.dataset, split="val", batch_size=cfg.eval_batch_size,
+                    num_workers=cfg.num_workers, convention=cfg.metric_convention)["zs/map@all"]
+            record["seconds"] = round(time.perf_counter() - start, 2)
             self.history.append(record)
             state = self._state()
-            if val > self.best_val:
-                self.best_val = val
-                state["best_val"] = val
+            if self.validates and record["val_map@all"] > self.best_val:
+                self.best_val = record["val_map@all"]
+                state["best_val"] = self.best_val
                 save_torch(state, self.output_dir / "best.pt")
             save_torch(state, self.output_dir / "last.pt")
             save_json(self.history, self.output_dir / "history.json")
             if cfg.progress:
-                print(f"epoch {epoch + 1}: loss {losses['loss']:.4f}, val mAP@all {val:.4f}")
+                val = f", val mAP@all {record['val_map@all']:.4f}" if self.validates else ""
+                print(f"epoch {epoch + 1}: loss {record['loss']:.4f}{val}")
         return self.history
 
     def evaluate(self, split: str = "test", settings: tuple[str, ...] = ("zs", "gzs", "fg"),
                  model: SpLIP | None = None) -> dict[str, float]:
         """Metrics of `model` (default: the one being trained; see splip.evaluate.evaluate)."""
         cfg = self.config
-        return evaluate(model or self.model, self.dataset, split, settings, batch_size=cfg.eval_batch_size,
-                        num_workers=cfg.num_workers, seed=cfg.seed, progress=cfg.progress)
+        return evaluate(model or self.model, self.test_dataset, split, settings, batch_size=cfg.eval_batch_size,
+                        num_workers=cfg.num_workers, seed=cfg.seed, progress=cfg.progress,
+                        convention=cfg.metric_convention)
 
     def frozen_clip(self) -> SpLIP:
         """The backbone without any prompt: the zero-shot baseline. It shares the backbone's
@@ -286,8 +333,15 @@ class Trainer:
     def save_metrics(self, metrics: dict[str, Any], name: str = "metrics.json") -> Path:
         """Write `metrics` with this run's provenance (run_info) atomically into output_dir."""
         path = self.output_dir / name
-        save_json({"metrics": metrics, "run": self.run_info()}, path)
+        save_json({"metrics": metrics, "metric_convention": self.config.metric_convention,
+                   "test_subset": self.config.test_subset, "run": self.run_info()}, path)
         return path
+
+
+def _own_buffers(model: SpLIP) -> dict[str, torch.Tensor]:
+    """SpLIP's persistent buffers outside the frozen CLIP (batch_mean's running E_0 means)."""
+    return {n: b.detach().cpu() for n, b in model.state_dict().items() if not n.startswith("clip.")
+            and n not in dict(model.named_parameters())}
 
 
 def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
@@ -303,7 +357,7 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
     frozen = trainer.evaluate(model=trainer.frozen_clip())
     untrained = trainer.evaluate()
     trainer.fit()
-    trainer.load_checkpoint(trainer.output_dir / "best.pt", training_state=False)
+    trainer.load_checkpoint(trainer.selected_checkpoint, training_state=False)
     trained = trainer.evaluate()
     results = {"frozen_clip": frozen, "untrained": untrained, "trained": trained, "history": trainer.history}
     trainer.save_metrics(results)

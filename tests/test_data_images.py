@@ -39,11 +39,48 @@ class ListSource:
 
 
 def test_solid_colour_is_normalised_with_clip_statistics():
-    img = Image.new("RGB", (40, 30), (10, 200, 30))
+    img = Image.new("RGB", (40, 40), (10, 200, 30))
     x = to_clip_tensor(img, 16, "photo")
     assert x.shape == (3, 16, 16) and x.dtype == torch.float32
     expected = (np.array([10, 200, 30]) / 255 - MEAN) / STD
     np.testing.assert_allclose(x.numpy(), np.broadcast_to(expected[:, None, None], (3, 16, 16)), atol=1e-5)
+
+
+@pytest.mark.parametrize("modality, resample",
+                         [("photo", Image.Resampling.BICUBIC), ("sketch", Image.Resampling.BILINEAR)])
+@pytest.mark.parametrize("side", [37, 16])
+def test_square_images_are_only_resized(modality: str, resample: Image.Resampling, side: int):
+    """Exactly the transform from before padding existed: resize (unless already S x S), normalise."""
+    pixels = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    img = Image.fromarray(pixels)
+    resized = np.array(img.resize((16, 16), resample=resample) if side != 16 else img)  # (16, 16, 3)
+    mean, std = (torch.tensor(v, dtype=torch.float32)[:, None, None] for v in (MEAN, STD))
+    expected = (torch.from_numpy(resized).permute(2, 0, 1).float() / 255 - mean) / std
+    torch.testing.assert_close(to_clip_tensor(img, 16, modality), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("modality, fill", [("sketch", (1.0, 1.0, 1.0)), ("photo", (0.0, 0.0, 0.0))])
+@pytest.mark.parametrize("wide", [True, False])
+def test_non_square_images_are_padded_centred_keeping_their_aspect(modality: str, fill: tuple, wide: bool):
+    colour = (0.0, 0.0, 0.0) if modality == "sketch" else (200 / 255, 10 / 255, 10 / 255)
+    img = Image.new("RGB", (40, 20) if wide else (20, 40), tuple(round(c * 255) for c in colour))
+    x = unnormalise(to_clip_tensor(img, 20, modality))  # (3, 20, 20)
+    if not wide:
+        x = x.transpose(0, 2, 1)  # padding left and right: check it as if it were top and bottom
+    # 40 x 20 fits 20 x 10 (aspect kept), centred: rows 5..14 are the image, 5 rows of fill above and below.
+    np.testing.assert_allclose(x[:, 5:15], np.broadcast_to(np.array(colour)[:, None, None], (3, 10, 20)), atol=1e-5)
+    for margin in (x[:, :5], x[:, 15:]):
+        np.testing.assert_allclose(margin, np.broadcast_to(np.array(fill)[:, None, None], (3, 5, 20)), atol=1e-5)
+
+
+def test_padding_keeps_a_circle_round():
+    img = Image.new("L", (120, 60), 255)
+    ImageDraw.Draw(img).ellipse((40, 10, 80, 50), outline=0, width=3)  # a circle of diameter 40
+    ink = unnormalise(to_clip_tensor(img, 60, "sketch"))[0] < 0.5  # (60, 60)
+    rows, cols = np.nonzero(ink)
+    height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    assert abs(height - width) <= 1 and 19 <= height <= 22  # squashing would give 40 rows by 20 columns
+    assert abs((rows.min() + rows.max()) / 2 - 29.5) <= 1 and abs((cols.min() + cols.max()) / 2 - 29.5) <= 1
 
 
 def test_transparent_sketch_background_becomes_white_and_gray_becomes_rgb():
@@ -134,7 +171,8 @@ def test_choose_val_classes():
     assert choose_val_classes(seen, 0.3, seed=1) == (train, val)
     assert {tuple(choose_val_classes(seen, 0.3, seed=s)[1]) for s in range(10)} != {tuple(val)}
     assert len(choose_val_classes(seen, 0.01, seed=0)[1]) == 1  # at least one
-    for bad in (0.0, 1.0, -0.1):
+    assert choose_val_classes(seen, 0.0, seed=0) == (seen, [])  # 0: no held-out class
+    for bad in (1.0, -0.1):
         with pytest.raises(ValueError, match="val_fraction"):
             choose_val_classes(seen, bad, seed=0)
     with pytest.raises(ValueError, match="no training class"):

@@ -13,6 +13,8 @@ import torch
 from PIL import Image
 
 from splip.data import DatasetNotFoundError, collate_skip_unreadable, fine_grained_pairs, load_dataset
+from splip.data.dataset import fine_grained_gallery
+from splip.data.official import OFFICIAL_LAYOUTS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FIXTURES = SHARED / "fixtures"
@@ -55,11 +57,15 @@ def build_tree(root: Path, dataset: str) -> None:
         for c, name in enumerate(seen + unseen):
             sk_dir = root / "Sketchy/256x256/sketch/tx_000000000000_ready" / name
             ph_dir = root / "Sketchy/256x256/photo/tx_000000000000_ready" / name
-            sk_dir.mkdir(parents=True)
-            ph_dir.mkdir(parents=True)
+            ext_dir = root / "Sketchy/EXTEND_image_sketchy_ready" / name
+            for d in (sk_dir, ph_dir, ext_dir):
+                d.mkdir(parents=True)
             ext = ".JPEG" if c == 0 else ".jpg"  # extensions are matched case-insensitively
             for j in range(2):
                 (ph_dir / f"n{c:08d}_{j}{ext}").write_bytes(photos[(c + j) % len(photos)])
+            # The extension: its own photos plus a copy of a basic photo, as published; never an FG source.
+            (ext_dir / "ext_1.jpg").write_bytes(photos[c % len(photos)])
+            (ext_dir / f"n{c:08d}_0.jpg").write_bytes(photos[c % len(photos)])
             # photo 0 has sketches -1 and -2, photo 1 has sketch -1
             for j, k in ((0, 1), (0, 2), (1, 1)):
                 (sk_dir / f"n{c:08d}_{j}-{k}.png").write_bytes(sketches[(c + k) % len(sketches)])
@@ -101,8 +107,15 @@ def folder_of(path: str) -> str:
     return Path(path).parent.name
 
 
+def folder_rank(path: str, dirs: tuple[str, ...]) -> int:
+    """Which of a layout's modality folders ``path`` lies in."""
+    return next(d for d, name in enumerate(dirs) if f"/{name}/" in path)
+
+
 def check_labels_and_splits(ds, seen: list[str], unseen: list[str], val_fraction: float = 0.1) -> None:
-    """Every item's label names its class folder; splits follow the published class lists."""
+    """Every item's label names its class folder; splits follow the published class lists; items are
+    ordered by class, then folder (Sketchy: basic photos before the extension), then file name."""
+    layout = OFFICIAL_LAYOUTS[ds.name]
     assert sorted(ds.classes) == sorted(seen + unseen)
     assert sorted(ds.classes[c] for c in ds.unseen_ids) == sorted(unseen)
     assert {ds.classes[c] for c in ds.val_ids} <= set(seen)
@@ -114,7 +127,9 @@ def check_labels_and_splits(ds, seen: list[str], unseen: list[str], val_fraction
             assert set(s.labels.tolist()) == set(ids)
             names = [s.item_name(i) for i in range(len(s))]
             assert all(ds.classes[s.labels[i]] == folder_of(names[i]) for i in range(len(s)))
-            assert names == sorted(names, key=lambda n: (ds.classes.index(folder_of(n)), Path(n).name))
+            dirs = (layout.sketch_dir,) if modality == "sketches" else layout.photo_dirs
+            order = sorted(names, key=lambda n: (ds.classes.index(folder_of(n)), folder_rank(n, dirs), Path(n).name))
+            assert names == order
 
 
 @pytest.mark.parametrize("name, folder", [("sketchy", "zeroshot0"), ("sketchy25", "zeroshot1")])
@@ -127,27 +142,51 @@ def test_sketchy(trees: Path, name: str, folder: str):
         sketches_per_class = np.bincount(getattr(ds, f"{split}_sketches").labels, minlength=len(ds.classes))[ids]
         expected = [4 if ds.classes[c] == orphan_class else 3 for c in ids]
         assert sketches_per_class.tolist() == expected
-        assert np.all(np.bincount(getattr(ds, f"{split}_photos").labels, minlength=len(ds.classes))[ids] == 2)
+        # 2 basic + 2 extended photos per class
+        assert np.all(np.bincount(getattr(ds, f"{split}_photos").labels, minlength=len(ds.classes))[ids] == 4)
 
-    fg = ds.fg_source_photo
-    assert fg.shape == (len(ds.test_sketches),)
-    for i in range(len(ds.test_sketches)):
-        sketch_stem = Path(ds.test_sketches.item_name(i)).stem
-        if sketch_stem.startswith("n99999999"):
-            assert fg[i] == -1
-            continue
-        photo = Path(ds.test_photos.item_name(fg[i]))
-        assert photo.stem == sketch_stem.rsplit("-", 1)[0]
-        assert photo.parent.name == folder_of(ds.test_sketches.item_name(i))
+    photo_names = [ds.test_photos.item_name(j) for j in range(len(ds.test_photos))]
+    basic = np.array(["/256x256/photo/tx_000000000000_ready/" in n for n in photo_names])
+    assert basic.sum() == 2 * len(unseen) and (~basic).sum() == 2 * len(unseen)
+    assert np.array_equal(ds.test_photo_in_fg_gallery, basic)
+    assert np.array_equal(fine_grained_gallery(ds), np.flatnonzero(basic))
+
+    for sketches, photos, fg in ((ds.test_sketches, ds.test_photos, ds.fg_source_photo),
+                                 (ds.train_sketches, ds.train_photos, ds.train_fg_source_photo)):
+        assert fg.shape == (len(sketches),) and fg.dtype == np.int64
+        for i in range(len(sketches)):
+            sketch_stem = Path(sketches.item_name(i)).stem
+            if sketch_stem.startswith("n99999999"):
+                assert fg[i] == -1
+                continue
+            photo = photos.item_name(fg[i])  # the basic photo, never its copy in the extension
+            assert "/256x256/photo/tx_000000000000_ready/" in photo
+            assert Path(photo).stem == sketch_stem.rsplit("-", 1)[0]
+            assert Path(photo).parent.name == folder_of(sketches.item_name(i))
+    assert (ds.train_fg_source_photo == -1).sum() == (ds.classes.index(orphan_class) in ds.train_ids)
     s_idx, p_idx = fine_grained_pairs(ds)
-    assert len(s_idx) == 3 * len(unseen) and np.array_equal(p_idx, fg[s_idx])
-    assert (fg == -1).sum() == (orphan_class in unseen)
+    assert len(s_idx) == 3 * len(unseen) and np.array_equal(p_idx, ds.fg_source_photo[s_idx])
+    assert (ds.fg_source_photo == -1).sum() == (orphan_class in unseen)
 
     x, label, idx = ds.test_sketches[0]
     assert x.shape == (3, 32, 32) and idx == 0 and label in ds.unseen_ids
     assert ds.train_photos[0][0].shape == (3, 32, 32)
     assert any(p.endswith(".JPEG") for p in map(ds.train_photos.item_name, range(len(ds.train_photos))))
     assert "Sketchy" in ds.describe() and str(trees) in ds.describe()
+    assert f"FG gallery: {2 * len(unseen)} of the test photos" in ds.describe()
+
+
+def test_sketchy_needs_both_photo_folders(tmp_path: Path):
+    build_tree(tmp_path, "Sketchy")
+    extension = tmp_path / "Sketchy/EXTEND_image_sketchy_ready"
+    shutil.rmtree(extension / "bat")
+    with pytest.raises(DatasetNotFoundError, match="missing class folder .*EXTEND_image_sketchy_ready/bat"):
+        load_dataset("sketchy", root=tmp_path)
+    shutil.rmtree(extension)
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset("sketchy", root=tmp_path)
+    msg = str(info.value)
+    assert f"missing folder {extension}" in msg and "EXTEND_image_sketchy_ready/<class>/ext_<n>.jpg" in msg
 
 
 def test_tuberlin_with_spaces_in_class_names(trees: Path):
@@ -199,6 +238,7 @@ def test_root_from_environment(trees: Path, monkeypatch: pytest.MonkeyPatch):
     [
         ("quickdraw", "sketches/<class>/<key_id>.png", "datasets.cvc.uab.es/QuickDraw"),
         ("sketchy", "256x256/sketch/tx_000000000000_ready/<class>/<photo_id>-<k>.png", "sem-pcyc"),
+        ("sketchy25", "EXTEND_image_sketchy_ready/<class>/", "EXTEND_image_sketchy"),
         ("tuberlin", "ImageResized_ready/<class>/", "sem-pcyc"),
     ],
 )

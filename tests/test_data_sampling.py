@@ -132,3 +132,43 @@ def test_fine_grained_pairs(ds):
     assert s2.tolist() == list(range(0, len(s_idx), 2)) and np.array_equal(p2, p_idx[::2])
     with pytest.raises(ValueError, match="no fine-grained"):
         fine_grained_pairs(dataclasses.replace(ds, fg_source_photo=None))
+
+
+def test_uniform_class_negatives_draw_the_class_first(ds):
+    """With one class holding most photos, uniform_photo negatives favour it; uniform_class do not."""
+    labels = ds.train_photos.labels
+    big = labels[0]
+    # Keep one photo of every other class and all of the big one's (3 here): ratios 3:1:1:...
+    keep = np.isin(np.arange(len(labels)), [np.flatnonzero(labels == c)[0] for c in np.unique(labels)]) | (labels == big)
+    photos = ds.train_photos.subset(keep)
+    sketches = ds.train_sketches
+    others = sketches.labels != big  # anchors for which the big class is a candidate negative
+    counts = {}
+    for mode in ("uniform_photo", "uniform_class"):
+        trip = TripletDataset(sketches, photos, seed=0, negatives=mode)
+        hits = []
+        for epoch in range(300):
+            trip.set_epoch(epoch)
+            negative_labels = photos.labels[trip.negative_index]
+            assert (negative_labels != sketches.labels).all()
+            hits.append(np.mean(negative_labels[others] == big))
+        counts[mode] = float(np.mean(hits))
+    n_classes = len(np.unique(photos.labels))  # the anchor's class is excluded: n - 1 candidates
+    assert counts["uniform_class"] == pytest.approx(1 / (n_classes - 1), abs=0.02)
+    assert counts["uniform_photo"] == pytest.approx(3 / (3 + n_classes - 2), abs=0.02)
+
+
+def test_source_photo_positives_and_their_errors(ds):
+    source = ds.train_fg_source_photo
+    trip = TripletDataset(ds.train_sketches, ds.train_photos, positives="source_photo", source_photo=source)
+    assert (trip.positive_index == source[trip.anchors]).all()
+    item = trip[0]
+    assert torch.equal(item["positive"], ds.train_photos[int(source[trip.anchors[0]])][0])
+    with pytest.raises(ValueError, match="source_photo"):
+        TripletDataset(ds.train_sketches, ds.train_photos, positives="source_photo")
+    wrong = source.copy()
+    wrong[trip.anchors[0]] = np.flatnonzero(ds.train_photos.labels != ds.train_sketches.labels[trip.anchors[0]])[0]
+    with pytest.raises(ValueError, match="another class"):
+        TripletDataset(ds.train_sketches, ds.train_photos, positives="source_photo", source_photo=wrong)
+    with pytest.raises(ValueError, match="negatives"):
+        TripletDataset(ds.train_sketches, ds.train_photos, negatives="hardest")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from splip.data import fine_grained_pairs, load_dataset
+from splip.data.dataset import fine_grained_gallery
+from splip.data.protocols import select_test_set
+from splip.data.protocols import zse_subsampled_test
 
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
 STD = np.array([0.26862954, 0.26130258, 0.27577711])
@@ -71,6 +76,31 @@ def test_fine_grained_source_photo(ds):
     assert np.all(np.bincount(fg, minlength=len(ds.test_photos)) == 2)  # two sketches per photo
     s_idx, p_idx = fine_grained_pairs(ds)
     assert np.array_equal(s_idx, np.arange(len(fg))) and np.array_equal(p_idx, fg)
+    assert ds.test_photo_in_fg_gallery is None
+    assert np.array_equal(fine_grained_gallery(ds), np.arange(len(ds.test_photos)))
+
+
+def test_training_sketches_know_their_source_photo(ds):
+    fg = ds.train_fg_source_photo
+    assert fg.shape == (len(ds.train_sketches),) and fg.dtype == np.int64 and fg.min() >= 0
+    assert np.array_equal(ds.train_photos.labels[fg], ds.train_sketches.labels)
+    assert np.all(np.bincount(fg, minlength=len(ds.train_photos)) == 2)
+    # sketch k of photo (c, i) is named ".../<class>/<i>-<k>", the photo ".../<class>/<i>"
+    for i in (0, len(fg) - 1):
+        sketch, photo = ds.train_sketches.item_name(i), ds.train_photos.item_name(fg[i])
+        assert sketch.split(":", 1)[1].replace("sketch/", "photo/").rsplit("-", 1)[0] == photo.split(":", 1)[1]
+
+
+def test_fine_grained_fields_are_checked_and_zse_protocol_is_for_official_benchmarks(ds):
+    with pytest.raises(ValueError, match=r"train_fg_source_photo must have shape \(%d,\)" % len(ds.train_sketches)):
+        dataclasses.replace(ds, train_fg_source_photo=np.zeros(3, dtype=np.int64))
+    with pytest.raises(ValueError, match="boolean mask"):
+        dataclasses.replace(ds, test_photo_in_fg_gallery=np.ones(len(ds.test_photos), dtype=np.int64))
+    with pytest.raises(ValueError, match="not dataset 'synthetic'"):
+        zse_subsampled_test(ds)
+    assert select_test_set(ds, "all") is ds
+    with pytest.raises(ValueError, match="zse-sbir"):
+        select_test_set(ds, "every 2nd")
 
 
 def test_sketch_outlines_its_own_photo():

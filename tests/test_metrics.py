@@ -10,14 +10,19 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from splip.metrics import (
+    DEFAULT_CONVENTION,
+    METRIC_CONVENTIONS,
     _ranked_gallery_indices,
     fine_grained_accuracy,
     generalized_zero_shot_sets,
     mean_average_precision,
+    one_positive_gallery,
     per_query_retrieval_metrics,
     precision_at_k,
     retrieval_metrics,
 )
+
+CONVENTIONS = ("sem-pcyc", "sake", "zse")
 
 
 def embed_scores(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,27 +40,51 @@ def embed_scores(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return query, gallery
 
 
-def brute_force(
-    scores_row: np.ndarray, relevant_row: np.ndarray, k: int | None, normalizer: str
-) -> tuple[float, float]:
-    """Pure-Python (AP, P@K) for one query with the documented ranking and definitions."""
+def ranked_relevance(scores_row: np.ndarray, relevant_row: np.ndarray) -> list[bool]:
+    """Relevance down the documented ranking: similarity descending, then gallery index ascending."""
     order = sorted(range(len(scores_row)), key=lambda j: (-float(scores_row[j]), j))
-    ranked = [bool(relevant_row[j]) for j in order]
+    return [bool(relevant_row[j]) for j in order]
+
+
+def voc_ap(rec: list[float], prec: list[float]) -> float:
+    """Textbook VOC AP: sentinels, precision envelope from the right, sum over recall changes."""
+    mrec = [0.0] + rec + [1.0]
+    mpre = [0.0] + prec + [0.0]
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = max(mpre[i], mpre[i + 1])
+    return sum((mrec[i + 1] - mrec[i]) * mpre[i + 1] for i in range(len(mrec) - 1) if mrec[i + 1] != mrec[i])
+
+
+def brute_force(
+    scores_row: np.ndarray, relevant_row: np.ndarray, k: int | None, convention: str
+) -> tuple[float, float]:
+    """Pure-Python (AP, P@K) for one query, written from each convention's definition (NaN = left out)."""
+    ranked = ranked_relevance(scores_row, relevant_row)
     n_total = sum(ranked)
-    top = ranked if k is None else ranked[:k]
-    hits, ap_sum = 0, 0.0
-    for position, is_relevant in enumerate(top, start=1):
-        if is_relevant:
-            hits += 1
-            ap_sum += hits / position
-    if k is None:
-        denominator = n_total
-    elif normalizer == "relevant_in_top_k":
-        denominator = hits
+    cut = len(ranked) if k is None else k
+    top = ranked[:cut]
+    if convention == "sem-pcyc":
+        hits, ap_sum = 0, 0.0
+        for position, is_relevant in enumerate(top, start=1):
+            if is_relevant:
+                hits += 1
+                ap_sum += hits / position
+        ap = ap_sum / hits if hits else 0.0  # hits = n_total when k is None
     else:
-        denominator = min(k, n_total)
-    ap = ap_sum / denominator if denominator else 0.0
-    precision = sum(top) / k if k is not None else float("nan")
+        denominator = min(cut, n_total)
+        if denominator == 0:
+            ap = float("nan")
+        else:
+            cumulative = np.cumsum(top).tolist()
+            ap = voc_ap([c / denominator for c in cumulative],
+                        [c / position for position, c in enumerate(cumulative, start=1)])
+    if k is None:
+        precision = float("nan")
+    elif convention == "zse":
+        m = min(k, n_total)
+        precision = sum(ranked[:m]) / m if m else float("nan")
+    else:
+        precision = sum(top) / k
     return ap, precision
 
 
@@ -76,7 +105,8 @@ def test_map_all_matches_sklearn_without_ties(seed: int) -> None:
     query, gallery = random_unit(rng, 30, 16), random_unit(rng, 80, 16)
     q_labels, g_labels = rng.integers(0, 6, 30), rng.integers(0, 5, 80)  # label 5: no relevant item
     assert (q_labels == 5).any()
-    got = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, ("map@all",))["map@all"]
+    got = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, ("map@all",),
+                                      convention="sem-pcyc")["map@all"]
     scores = query.astype(np.float64) @ gallery.astype(np.float64).T
     expected = [sklearn_ap(g_labels == q_labels[i], scores[i]) for i in range(30)]
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
@@ -95,7 +125,8 @@ def test_map_all_matches_sklearn_when_only_irrelevant_items_tie(seed: int) -> No
         odd = rng.choice(np.arange(-63, 64, 2), size=relevant[i].sum(), replace=False)
         scores[i, relevant[i]] = odd / 256
     query, gallery = embed_scores(scores)
-    got = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, ("map@all",))["map@all"]
+    got = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, ("map@all",),
+                                      convention="sem-pcyc")["map@all"]
     expected = [sklearn_ap(relevant[i], scores[i]) for i in range(n_query)]
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
@@ -121,25 +152,65 @@ def test_ties_broken_by_gallery_index_not_grouped_like_sklearn() -> None:
     assert mean_average_precision(query, [1], gallery, [1, 0]) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("convention", CONVENTIONS)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_all_metrics_match_brute_force_with_heavy_ties(seed: int) -> None:
+def test_all_metrics_match_brute_force_with_heavy_ties(seed: int, convention: str) -> None:
     rng = np.random.default_rng(seed)
-    n_query, n_gallery = 10, 45
+    n_query, n_gallery = 12, 45
     scores = rng.integers(-2, 3, size=(n_query, n_gallery)) / 16  # 5 values (0 included): many ties
     q_labels, g_labels = rng.integers(0, 5, n_query), rng.integers(0, 4, n_gallery)
+    q_labels[:2] = [4, 0]  # label 4 has no gallery item (R = 0); label 0 has some
+    g_labels[:7] = 0
     relevant = q_labels[:, None] == g_labels[None, :]
+    n_relevant = relevant.sum(axis=1)
+    # K = 5 < R and K = 20 > R for most queries, K = 45 = G.
+    assert (n_relevant == 0).any() and (n_relevant > 5).any() and (n_relevant[n_relevant > 0] < 20).any()
     query, gallery = embed_scores(scores)
-    names = ("map@all", "map@5", "map@20", "p@5", "p@20", "p@45")
-    for normalizer in ("relevant_in_top_k", "min_k_relevant"):
-        got = per_query_retrieval_metrics(
-            query, q_labels, gallery, g_labels, names, map_normalizer=normalizer
-        )
+    names = ("map@all", "map@1", "map@5", "map@20", "map@45", "p@1", "p@5", "p@20", "p@45")
+    got = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, names, convention=convention)
+    means = retrieval_metrics(query, q_labels, gallery, g_labels, names, convention=convention)
+    for name in names:
+        kind, k = name.split("@")
+        k = None if k == "all" else int(k)
+        expected = [brute_force(scores[i], relevant[i], k, convention)[0 if kind == "map" else 1]
+                    for i in range(n_query)]
+        np.testing.assert_allclose(got[name], expected, rtol=1e-12, atol=1e-15, err_msg=f"{name} {convention}")
+        kept = [v for v in expected if not np.isnan(v)]
+        assert means[name] == pytest.approx(sum(kept) / len(kept), rel=1e-12), f"{name} {convention}"
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_conventions_match_brute_force_on_random_galleries(convention: str) -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(6):
+        n_query, n_gallery = int(rng.integers(3, 15)), int(rng.integers(5, 60))
+        levels = int(rng.integers(2, 40))  # few levels: ties everywhere; many: hardly any
+        scores = rng.integers(-levels, levels + 1, size=(n_query, n_gallery)) / (8 * levels)
+        q_labels = rng.integers(0, 4, n_query)
+        g_labels = rng.integers(0, int(rng.integers(1, 4)), n_gallery)  # sometimes a single class
+        relevant = q_labels[:, None] == g_labels[None, :]
+        ks = sorted({1, int(rng.integers(1, n_gallery + 1)), n_gallery})
+        names = ("map@all",) + tuple(f"map@{k}" for k in ks) + tuple(f"p@{k}" for k in ks)
+        query, gallery = embed_scores(scores)
+        got = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, names, convention=convention,
+                                          chunk_size=int(rng.integers(1, 6)))
         for name in names:
             kind, k = name.split("@")
             k = None if k == "all" else int(k)
-            expected = [brute_force(scores[i], relevant[i], k, normalizer)[0 if kind == "map" else 1]
+            expected = [brute_force(scores[i], relevant[i], k, convention)[0 if kind == "map" else 1]
                         for i in range(n_query)]
-            np.testing.assert_allclose(got[name], expected, rtol=1e-12, err_msg=f"{name} {normalizer}")
+            np.testing.assert_allclose(got[name], expected, rtol=1e-12, atol=1e-15, err_msg=f"{name} {convention}")
+
+
+def test_brute_force_voc_ap_reference() -> None:
+    # The reference itself, against numbers worked out by hand: relevance 0 1 1 0 1, R = 3.
+    # P at the hits: 1/2, 2/3, 3/5; envelope from the right: 2/3, 2/3, 3/5.
+    scores, relevant = np.array([5, 4, 3, 2, 1.0]), np.array([0, 1, 1, 0, 1])
+    assert brute_force(scores, relevant, None, "sake")[0] == pytest.approx((2 / 3 + 2 / 3 + 3 / 5) / 3)
+    assert brute_force(scores, relevant, None, "sem-pcyc")[0] == pytest.approx((1 / 2 + 2 / 3 + 3 / 5) / 3)
+    # Top 2 only: the later, higher precision 2/3 must not leak in; R = min(2, 3) = 2.
+    assert brute_force(scores, relevant, 2, "sake")[0] == pytest.approx((1 / 2) / 2)
+    assert brute_force(scores, relevant, 2, "zse")[1] == pytest.approx(1 / 2)
 
 
 def test_hand_computed_map_at_k_and_precision() -> None:
@@ -149,8 +220,7 @@ def test_hand_computed_map_at_k_and_precision() -> None:
     q_labels, g_labels = ["cat", "zebra"], ["cat", "dog", "cat", "dog", "dog", "cat", "cat"]
     names = ("map@all", "map@5", "map@2", "p@5", "p@2", "p@7")
     top_k = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, names)
-    min_k = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, ("map@5", "map@2"),
-                                        map_normalizer="min_k_relevant")
+    voc = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, ("map@5", "map@2"), convention="sake")
     expected_top_k = {
         "map@all": (1 + 2 / 3 + 3 / 6 + 4 / 7) / 4,
         "map@5": (1 + 2 / 3) / 2,
@@ -161,13 +231,70 @@ def test_hand_computed_map_at_k_and_precision() -> None:
     }
     for name, value in expected_top_k.items():
         assert top_k[name] == pytest.approx([value, 0.0]), name  # "zebra" has no relevant item
-    assert min_k["map@5"] == pytest.approx([(1 + 2 / 3) / 4, 0.0])
-    assert min_k["map@2"] == pytest.approx([1 / 2, 0.0])
+    # VOC envelope within the top 5 equals P at the hits here (1, 2/3); divided by min(5, 4) and min(2, 4).
+    np.testing.assert_allclose(voc["map@5"], [(1 + 2 / 3) / 4, np.nan])
+    np.testing.assert_allclose(voc["map@2"], [1 / 2, np.nan])
     means = retrieval_metrics(query, q_labels, gallery, g_labels, ("mAP@5", "P@5"))
     assert means == pytest.approx({"mAP@5": 5 / 12, "P@5": 1 / 5})
-    map5 = mean_average_precision(query, q_labels, gallery, g_labels, k=5, normalizer="min_k_relevant")
-    assert map5 == pytest.approx(5 / 24)
+    map5 = mean_average_precision(query, q_labels, gallery, g_labels, k=5, convention="sake")
+    assert map5 == pytest.approx(5 / 12)  # "zebra" (R = 0) is left out, not counted as 0
     assert precision_at_k(query, q_labels, gallery, g_labels, k=2) == pytest.approx(1 / 4)
+    assert precision_at_k(query, q_labels, gallery, g_labels, k=5, convention="zse") == pytest.approx(2 / 4)
+
+
+# Five photos [a, a, b, b, b]; rows = queries a, b, c. Relevance down each ranking:
+#   a: 0 1 1 0 0 (R = 2)    b: 0 1 0 1 1 (R = 3)    c: 0 0 0 0 0 (R = 0)
+HAND_SCORES = np.array([[4, 3, 5, 2, 1], [5, 3, 4, 2, 1], [1, 2, 3, 4, 5]]) / 32
+HAND_QUERY_LABELS, HAND_GALLERY_LABELS = ["a", "b", "c"], ["a", "a", "b", "b", "b"]
+NAN = float("nan")
+HAND_EXPECTED = {
+    # sem-pcyc: step AP over the top 3 / hits there. a: (1/2 + 2/3) / 2; b: (1/2) / 1.
+    "sem-pcyc": {"map@3": [7 / 12, 1 / 2, 0.0], "p@3": [2 / 3, 1 / 3, 0.0],
+                 "map@all": [7 / 12, (1 / 2 + 2 / 4 + 3 / 5) / 3, 0.0]},
+    # sake: envelope (a: 2/3, 2/3; b within top 3: 1/2) / min(3, R). b over all: 3/5 at every hit.
+    "sake": {"map@3": [2 / 3, 1 / 6, NAN], "p@3": [2 / 3, 1 / 3, 0.0], "map@all": [2 / 3, 3 / 5, NAN]},
+    # zse: same AP; P@3 over the top min(3, R): a: 1 hit in the top 2.
+    "zse": {"map@3": [2 / 3, 1 / 6, NAN], "p@3": [1 / 2, 1 / 3, NAN], "map@all": [2 / 3, 3 / 5, NAN]},
+}
+HAND_MEANS = {
+    "sem-pcyc": {"map@3": 13 / 36, "p@3": 1 / 3, "map@all": (7 / 12 + 8 / 15) / 3},
+    "sake": {"map@3": 5 / 12, "p@3": 1 / 3, "map@all": 19 / 30},
+    "zse": {"map@3": 5 / 12, "p@3": 5 / 12, "map@all": 19 / 30},
+}
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_hand_computed_conventions_differ(convention: str) -> None:
+    query, gallery = embed_scores(HAND_SCORES)
+    names = ("map@3", "p@3", "map@all")
+    got = per_query_retrieval_metrics(query, HAND_QUERY_LABELS, gallery, HAND_GALLERY_LABELS, names,
+                                      convention=convention)
+    for name in names:
+        np.testing.assert_allclose(got[name], HAND_EXPECTED[convention][name], rtol=1e-12, err_msg=name)
+    means = retrieval_metrics(query, HAND_QUERY_LABELS, gallery, HAND_GALLERY_LABELS, names, convention=convention)
+    assert means == pytest.approx(HAND_MEANS[convention], rel=1e-12)
+    assert mean_average_precision(query, HAND_QUERY_LABELS, gallery, HAND_GALLERY_LABELS, k=3,
+                                  convention=convention) == pytest.approx(HAND_MEANS[convention]["map@3"])
+    assert precision_at_k(query, HAND_QUERY_LABELS, gallery, HAND_GALLERY_LABELS, 3,
+                          convention=convention) == pytest.approx(HAND_MEANS[convention]["p@3"])
+
+
+def test_hand_computed_case_separates_every_convention() -> None:
+    # Guards the table above: each pair of conventions disagrees on some mean, so a swap would fail.
+    rows = [tuple(np.round(list(HAND_MEANS[c].values()), 12)) for c in CONVENTIONS]
+    assert len(set(rows)) == len(CONVENTIONS)
+    assert DEFAULT_CONVENTION == "sem-pcyc" and set(METRIC_CONVENTIONS) == set(CONVENTIONS)
+    assert all(isinstance(v, str) and v and "\n" not in v for v in METRIC_CONVENTIONS.values())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_interpolated_ap_is_at_least_step_ap(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    query, gallery = random_unit(rng, 20, 8), random_unit(rng, 50, 8)
+    q_labels, g_labels = rng.integers(0, 3, 20), rng.integers(0, 3, 50)
+    step = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, ("map@all",))["map@all"]
+    voc = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, ("map@all",), convention="zse")["map@all"]
+    assert np.all(voc >= step - 1e-15) and np.any(voc > step + 1e-3)
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -181,11 +308,12 @@ def test_chunk_size_does_not_change_results(ties: bool) -> None:
     q_labels, g_labels = rng.integers(0, 4, len(query)), rng.integers(0, 4, 60)
     names = ("map@all", "map@10", "p@10")
     sizes = (1, 3, 1000)
-    runs = [per_query_retrieval_metrics(query, q_labels, gallery, g_labels, names, chunk_size=c)
-            for c in sizes]
-    for run in runs[1:]:
-        for name in names:
-            np.testing.assert_array_equal(run[name], runs[0][name])
+    for convention in CONVENTIONS:
+        runs = [per_query_retrieval_metrics(query, q_labels, gallery, g_labels, names, convention, chunk_size=c)
+                for c in sizes]
+        for run in runs[1:]:
+            for name in names:
+                np.testing.assert_array_equal(run[name], runs[0][name], err_msg=f"{name} {convention}")
     target = rng.integers(0, 60, len(query))
     accs = [fine_grained_accuracy(query, gallery, target, ks=(1, 3, 10), gallery="all", chunk_size=c)
             for c in sizes]
@@ -261,7 +389,42 @@ def test_bad_inputs_raise_clear_errors() -> None:
         retrieval_metrics(query, q_labels, gallery, g_labels, ("ndcg@10",))
     with pytest.raises(ValueError, match="at least 200"):
         retrieval_metrics(query, q_labels, gallery, g_labels, ("p@200",))
-    with pytest.raises(ValueError, match="map_normalizer"):
-        retrieval_metrics(query, q_labels, gallery, g_labels, ("map@5",), map_normalizer="min")
+    with pytest.raises(ValueError, match=r"convention must be one of \('sem-pcyc', 'sake', 'zse'\), got 'voc'"):
+        retrieval_metrics(query, q_labels, gallery, g_labels, ("map@5",), convention="voc")
+    with pytest.raises(ValueError, match="convention must be one of"):
+        precision_at_k(query, q_labels, gallery, g_labels, 5, convention=None)
+    with pytest.raises(TypeError):
+        retrieval_metrics(query, q_labels, gallery, g_labels, ("map@5",), map_normalizer="min_k_relevant")
     with pytest.raises(ValueError, match="one label per embedding row"):
         retrieval_metrics(query, q_labels[:3], gallery, g_labels, ("map@all",))
+
+
+def test_one_positive_gallery_draws_one_same_class_item_per_query() -> None:
+    q_labels = np.array(["cat", "dog", "cat", "eel", "dog", "cat"] * 50)
+    g_labels = np.array(["dog", "cat", "eel", "cat", "dog", "cat", "dog"])
+    idx = one_positive_gallery(q_labels, g_labels, seed=0)
+    assert idx.shape == (300,) and idx.dtype == np.int64
+    np.testing.assert_array_equal(g_labels[idx], q_labels)  # the drawn item is of the query's class
+    # Independent uniform draws, with replacement: over 150 "cat" queries every cat photo turns up.
+    assert set(idx[q_labels == "cat"].tolist()) == {1, 3, 5}
+    assert set(idx[q_labels == "eel"].tolist()) == {2}
+    np.testing.assert_array_equal(one_positive_gallery(list(q_labels), list(g_labels), seed=0), idx)
+    np.random.seed(123)  # the global numpy state must not matter
+    np.testing.assert_array_equal(one_positive_gallery(q_labels, g_labels, seed=0), idx)
+    assert not np.array_equal(one_positive_gallery(q_labels, g_labels, seed=1), idx)
+    counts = np.bincount(idx[q_labels == "cat"], minlength=7)[[1, 3, 5]]
+    assert counts.min() > 25  # ~50 each: uniform within the class
+
+
+def test_one_positive_gallery_protocol_and_errors() -> None:
+    rng = np.random.default_rng(0)
+    q_labels, g_labels = torch.tensor([0, 1, 1, 2]), torch.tensor([2, 1, 0, 0, 1, 2, 2])
+    query, gallery = random_unit(rng, 4, 8), random_unit(rng, 7, 8)
+    idx = one_positive_gallery(q_labels, g_labels, seed=3)
+    # The CLIP-AT gallery: one drawn photo per query, so every query has at least one relevant item.
+    per_query = per_query_retrieval_metrics(query, q_labels, gallery[idx], g_labels[idx], ("map@all",))
+    assert per_query["map@all"].shape == (4,) and np.all(per_query["map@all"] > 0)
+    with pytest.raises(ValueError, match="1 queries have a label with no gallery item \\(3\\)"):
+        one_positive_gallery([0, 3], [0, 1], seed=0)
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        one_positive_gallery([], [0, 1], seed=0)

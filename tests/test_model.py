@@ -61,10 +61,43 @@ def test_full_model_shapes_and_conditioning(backbone, images):
 
     batch_mean = SpLIP(backbone.model, backbone.tokenizer, CLASSES,
                        SpLIPConfig(text_conditioning="batch_mean"))
-    batch_mean.load_state_dict(per_image.state_dict())
+    batch_mean.load_state_dict(per_image.state_dict(), strict=False)
+    batch_mean.train()(images, "sketch")  # one training pass fills the running mean of E_0
     out_mean = batch_mean.eval()(images, "sketch")
     assert out_mean.class_embeddings.shape == (len(CLASSES), 64)
     assert not torch.allclose(out_mean.image_embeddings, out.image_embeddings, atol=1e-4)
+
+
+@pytest.mark.parametrize("conditioning", ["per_image", "batch_mean"])
+@pytest.mark.parametrize("trained", [False, True])
+def test_eval_embedding_does_not_depend_on_the_batch(backbone, images, conditioning, trained):
+    """An image embedded alone and inside a batch of other images gives the same vector (eval mode)."""
+    model = SpLIP(backbone.model, backbone.tokenizer, CLASSES, SpLIPConfig(text_conditioning=conditioning))
+    if trained:  # training-mode passes fill batch_mean's running mean of E_0
+        others = torch.randn(7, 3, 48, 48, generator=torch.Generator().manual_seed(3))
+        model.train()(others, "sketch")
+    model.eval()
+    with torch.no_grad():
+        crowd = torch.cat([images[2:3], torch.randn(6, 3, 48, 48, generator=torch.Generator().manual_seed(4))])
+        in_batch = model(crowd, "sketch").image_embeddings[0]
+        alone = model(images[2:3], "sketch").image_embeddings[0]
+        in_other_batch = model(images, "sketch").image_embeddings[2]
+    assert torch.allclose(alone, in_batch, atol=1e-5)
+    assert torch.allclose(alone, in_other_batch, atol=1e-5)
+
+
+def test_batch_mean_running_mean_is_the_mean_of_every_training_image(backbone):
+    model = SpLIP(backbone.model, backbone.tokenizer, CLASSES, SpLIPConfig(text_conditioning="batch_mean")).train()
+    batches = [torch.randn(n, 3, 48, 48, generator=torch.Generator().manual_seed(n)) for n in (3, 5, 2)]
+    for batch in batches:
+        model(batch, "photo", class_embeddings=False)
+    visual = backbone.model.visual
+    with torch.no_grad():
+        every = torch.cat([visual.conv1(b).flatten(2).mean(dim=2) for b in batches])  # (10, d_v) per-image pooled E_0
+    assert model.photo_patch_count.item() == 10
+    assert torch.allclose(model.photo_patch_mean, every.mean(dim=0), atol=1e-6)
+    assert model.sketch_patch_count.item() == 0  # per modality
+    assert {"photo_patch_mean", "sketch_patch_count"} <= set(model.state_dict())  # checkpoints carry them
 
 
 def test_modality_changes_embedding_only_through_prompts(backbone, images):
@@ -126,8 +159,8 @@ def test_bad_arguments_are_clear(backbone, images):
 
 
 def test_shallow_visual_prompts_are_vpt_shallow(backbone, images):
-    """CLIP-AT-style prompts: k tokens appended once after ln_pre, then the unchanged open_clip
-    transformer over all tokens, the class token pooled; one set per modality."""
+    """CLIP-AT-style prompts: k tokens appended once before ln_pre (as CLIP-AT's code), then the
+    unchanged open_clip transformer over all tokens, the class token pooled; one set per modality."""
     config = SpLIPConfig(text_prompts=False, text_guided_visual_prompts=False, multilayer_visual_prompts=False,
                          shallow_visual_prompts=3)
     model = SpLIP(backbone.model, backbone.tokenizer, CLASSES, config).eval()
@@ -137,9 +170,8 @@ def test_shallow_visual_prompts_are_vpt_shallow(backbone, images):
         visual = backbone.model.visual
         x = visual.conv1(images).flatten(2).transpose(1, 2)
         x = torch.cat([visual.class_embedding.expand(len(images), 1, -1), x], dim=1) + visual.positional_embedding
-        x = visual.ln_pre(x)
         for row, modality in enumerate(("sketch", "photo")):
-            tokens = torch.cat([x, model.shallow_prompts[row].expand(len(images), -1, -1)], dim=1)
+            tokens = visual.ln_pre(torch.cat([x, model.shallow_prompts[row].expand(len(images), -1, -1)], dim=1))
             cls = visual.ln_post(visual.transformer(tokens)[:, 0])
             expected = F.normalize(cls @ visual.proj, dim=-1)
             assert torch.allclose(model(images, modality, class_embeddings=False).image_embeddings,

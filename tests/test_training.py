@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from splip.data import DatasetNotFoundError
+from splip.model import SpLIPConfig
+from splip.objective import LossConfig
 from splip.pretrain import SYNTHETIC_PHOTOS, ensure_synthetic_backbone
 from splip.train import TrainConfig, Trainer, summarize, train_and_evaluate
 
@@ -95,3 +97,63 @@ def test_embedded_default_training_beats_its_untrained_start(tmp_path):
     results = train_and_evaluate(TrainConfig(output_dir=str(tmp_path), progress=False))
     print(summarize(results))
     assert results["trained"]["zs/map@all"] > results["untrained"]["zs/map@all"]
+
+
+def test_val_fraction_zero_trains_every_seen_class_and_tests_the_last_epoch(tmp_path):
+    out = tmp_path / "run"
+    results = train_and_evaluate(TrainConfig(output_dir=str(out), **{**SMALL, "val_fraction": 0.0}))
+    trainer = Trainer(TrainConfig(output_dir=str(out), **{**SMALL, "val_fraction": 0.0}))
+    assert trainer.dataset.val_ids == [] and len(trainer.dataset.train_ids) == 6  # 8 classes, 2 unseen
+    assert not trainer.validates and trainer.selected_checkpoint == out / "last.pt"
+    assert not (out / "best.pt").exists()
+    assert all("val_map@all" not in h for h in results["history"])
+    # The tested weights are the last epoch's.
+    trainer.load_checkpoint(out / "last.pt", training_state=False)
+    assert trainer.evaluate() == results["trained"]
+
+
+def test_history_records_the_triplet_margin_and_active_share(tmp_path):
+    adaptive = Trainer(TrainConfig(output_dir=str(tmp_path / "a"), **{**SMALL, "epochs": 1})).fit()[0]
+    fixed = Trainer(TrainConfig(output_dir=str(tmp_path / "f"), loss=LossConfig(margin="fixed"),
+                                **{**SMALL, "epochs": 1})).fit()[0]
+    assert fixed["margin_mean"] == pytest.approx(0.2)
+    assert 0 < adaptive["margin_mean"] < 1 and adaptive["margin_mean"] != pytest.approx(0.2)
+    for record in (adaptive, fixed):
+        assert 0 <= record["active_triplets"] <= 1
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    Trainer(TrainConfig(output_dir=str(tmp_path / "full"), **{**SMALL, "epochs": 1})).fit()
+    smaller = Trainer(TrainConfig(output_dir=str(tmp_path / "other"), model=SpLIPConfig(text_prompts=False),
+                                  **{**SMALL, "epochs": 1}))
+    with pytest.raises(ValueError, match="unexpected.*text_prompt_generator"):
+        smaller.load_checkpoint(tmp_path / "full" / "last.pt")
+
+
+def test_batch_mean_checkpoint_carries_the_running_mean(tmp_path):
+    config = TrainConfig(output_dir=str(tmp_path), model=SpLIPConfig(text_conditioning="batch_mean"),
+                         **{**SMALL, "epochs": 1})
+    trained = Trainer(config)
+    trained.fit()
+    assert trained.model.sketch_patch_count > 0
+    reloaded = Trainer(config)
+    reloaded.load_checkpoint(tmp_path / "last.pt", training_state=False)
+    assert torch.equal(reloaded.model.sketch_patch_mean, trained.model.sketch_patch_mean)
+    assert reloaded.evaluate(settings=("zs",)) == trained.evaluate(settings=("zs",))
+
+
+def test_fine_grained_training_pairs_each_sketch_with_its_photo(tmp_path):
+    trainer = Trainer(TrainConfig(output_dir=str(tmp_path), positives="source_photo", negatives="uniform_class",
+                                  **{**SMALL, "epochs": 1}))
+    triplets = trainer.triplets
+    source = trainer.dataset.train_fg_source_photo
+    assert len(triplets) == int((source >= 0).sum())
+    assert (triplets.positive_index == source[triplets.anchors]).all()
+    assert trainer.fit()[0]["loss"] > 0
+
+
+@pytest.mark.parametrize("key,value", [("positives", "own"), ("negatives", "hard"), ("metric_convention", "voc"),
+                                       ("test_subset", "half")])
+def test_bad_choices_name_the_setting(key, value):
+    with pytest.raises(ValueError, match=key):
+        TrainConfig(**{key: value})

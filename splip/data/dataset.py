@@ -24,9 +24,13 @@ def choose_val_classes(seen_ids: list[int], val_fraction: float, seed: int) -> t
     ``val_ids`` is a uniformly random (``numpy.random.default_rng([seed, 0x7A1])``) choice of
     ``max(1, round(val_fraction * len(seen_ids)))`` seen classes; they are removed from training and
     used for model selection, so the unseen test classes are never looked at before testing.
+    ``val_fraction=0``: no class is held out (``val_ids`` empty), training uses every seen class.
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1) (share of seen classes held out), got {val_fraction}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1) (share of seen classes held out; 0: none), "
+                         f"got {val_fraction}")
+    if val_fraction == 0:
+        return sorted(seen_ids), []
     n_val = max(1, int(round(val_fraction * len(seen_ids))))
     if n_val >= len(seen_ids):
         raise ValueError(
@@ -43,9 +47,18 @@ class SBIRDataset:
 
     ``classes`` is the full list of class folder names; every label indexes into it. ``train_ids``
     are seen classes used for training, ``val_ids`` held-out seen classes for model selection
-    (never test classes), ``unseen_ids`` the zero-shot test classes. ``fg_source_photo[i]`` is the
-    index into ``test_photos`` of the photo test sketch ``i`` was drawn from, -1 if unknown; ``None``
-    when the benchmark has no fine-grained pairs. ``source`` says where the data came from.
+    (never test classes), ``unseen_ids`` the zero-shot test classes. ``source`` says where the data
+    came from.
+
+    Fine-grained pairs (``None`` when the benchmark has none):
+
+    - ``fg_source_photo`` (N_test_sketches,) int64: index into ``test_photos`` of the photo test
+      sketch ``i`` was drawn from, -1 if unknown.
+    - ``train_fg_source_photo`` (N_train_sketches,) int64: the same for ``train_sketches``, index
+      into ``train_photos``.
+    - ``test_photo_in_fg_gallery`` (N_test_photos,) bool: the test photos a fine-grained query is
+      ranked against (Sketchy: the basic photos, not the extension, which holds a second copy of
+      each); ``None`` means every test photo. See :func:`fine_grained_gallery`.
     """
 
     name: str
@@ -62,6 +75,19 @@ class SBIRDataset:
     fg_source_photo: np.ndarray | None
     source: str = ""
     synthetic: bool = False
+    train_fg_source_photo: np.ndarray | None = None
+    test_photo_in_fg_gallery: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        # A mapping of the wrong length would silently pair the wrong images.
+        for field, n in (("fg_source_photo", len(self.test_sketches)),
+                         ("train_fg_source_photo", len(self.train_sketches)),
+                         ("test_photo_in_fg_gallery", len(self.test_photos))):
+            value = getattr(self, field)
+            if value is not None and np.shape(value) != (n,):
+                raise ValueError(f"SBIRDataset.{field} must have shape ({n},), got {np.shape(value)}")
+        if self.test_photo_in_fg_gallery is not None and np.asarray(self.test_photo_in_fg_gallery).dtype != bool:
+            raise ValueError("SBIRDataset.test_photo_in_fg_gallery must be a boolean mask over test_photos")
 
     def class_prompt_name(self, class_id: int) -> str:
         """Prompt text of class ``class_id`` (see :func:`class_prompt_name`)."""
@@ -74,7 +100,7 @@ class SBIRDataset:
         if self.fg_source_photo is not None:
             known = int((self.fg_source_photo >= 0).sum())
             fg = (f"{known:,} of {len(self.test_sketches):,} test sketches have a known source photo "
-                  f"(fine-grained pairs)")
+                  f"(fine-grained pairs; FG gallery: {len(fine_grained_gallery(self)):,} of the test photos)")
         return (
             f"{self.name}: {kind}, {self.source}. {len(self.classes)} classes: {len(self.train_ids)} for training, "
             f"{len(self.val_ids)} held-out seen classes for validation, {len(self.unseen_ids)} unseen for the "
@@ -106,3 +132,27 @@ def fine_grained_pairs(dataset: SBIRDataset) -> tuple[np.ndarray, np.ndarray]:
         )
     sketch_idx = np.flatnonzero(dataset.fg_source_photo >= 0)
     return sketch_idx, dataset.fg_source_photo[sketch_idx].astype(np.int64)
+
+
+def fine_grained_gallery(dataset: SBIRDataset) -> np.ndarray:
+    """Indices into ``test_photos`` of the fine-grained gallery (``test_photo_in_fg_gallery``; all
+    test photos when that is ``None``), ascending."""
+    if dataset.test_photo_in_fg_gallery is None:
+        return np.arange(len(dataset.test_photos), dtype=np.int64)
+    return np.flatnonzero(dataset.test_photo_in_fg_gallery).astype(np.int64)
+
+
+def positions_of_keys(images: ImageSet, keys: np.ndarray) -> np.ndarray:
+    """For each source key in ``keys``: the position in ``images`` of the item with that key; -1 where
+    ``images`` holds none or the key is negative (unknown). Re-indexes sketch -> source photo maps
+    onto a subset of the photos."""
+    keys = np.asarray(keys, dtype=np.int64)  # (M,)
+    out = np.full(keys.shape, -1, dtype=np.int64)  # (M,)
+    if len(images) == 0:
+        return out
+    order = np.argsort(images.keys, kind="stable")  # (N,)
+    sorted_keys = images.keys[order]
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(order) - 1)  # (M,)
+    found = (keys >= 0) & (sorted_keys[pos] == keys)
+    out[found] = order[pos[found]]
+    return out

@@ -10,12 +10,15 @@ from typing import Protocol, Sequence
 import numpy as np
 import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
 MODALITIES = ("sketch", "photo")
+# Fill of the margins added to make an image square: paper white for sketches; black for photos, as
+# CLIP-AT's loader (aneeshan95/Sketch_LVM, src/dataset_retrieval.py: ImageOps.pad, default colour).
+PAD_FILL = {"sketch": (255, 255, 255), "photo": (0, 0, 0)}
 
 # Exceptions PIL raises on missing, truncated or garbage files; anything else is a bug and propagates.
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
@@ -47,7 +50,11 @@ class FileSource:
         return len(self.files)
 
     def name(self, key: int) -> str:
-        return os.path.join(self.root, self.dirs[self.dir_index[key]], self.files[key].decode("utf-8"))
+        return os.path.join(self.root, self.relative_name(key))
+
+    def relative_name(self, key: int) -> str:
+        """``dirs[dir_index[key]] / files[key]``: the path below ``root`` (as in published file lists)."""
+        return os.path.join(self.dirs[self.dir_index[key]], self.files[key].decode("utf-8"))
 
     def load(self, key: int) -> Image.Image:
         with Image.open(self.name(key)) as img:
@@ -67,17 +74,23 @@ def _flatten_on_white(img: Image.Image) -> Image.Image:
 
 
 def to_clip_tensor(img: Image.Image, image_size: int, modality: str) -> Tensor:
-    """``img`` as a (3, S, S) float tensor: RGB, resized to S x S, scaled to [0, 1], then
-    normalised per channel with CLIP's mean/std: ``(x - OPENAI_DATASET_MEAN) / OPENAI_DATASET_STD``.
+    """``img`` as a (3, S, S) float tensor: RGB, fitted into S x S keeping its aspect ratio, scaled to
+    [0, 1], then normalised per channel with CLIP's mean/std: ``(x - OPENAI_DATASET_MEAN) / OPENAI_DATASET_STD``.
 
-    Photos are resized bicubically; sketches bilinearly (PIL filters are antialiased when shrinking,
-    which keeps one-pixel strokes as grey lines instead of dropping them). No randomness.
+    A non-square image is resized so that its longer side is S and centred on an S x S canvas of
+    :data:`PAD_FILL` (``PIL.ImageOps.pad``, as CLIP-AT's loader); squashing it would distort shapes
+    that sketch and photo must share. Square images are only resized. Photos are resized
+    bicubically; sketches bilinearly (PIL filters are antialiased when shrinking, which keeps
+    one-pixel strokes as grey lines instead of dropping them). No randomness.
     """
     if img.mode != "RGB":
         img = _flatten_on_white(img)
     if img.size != (image_size, image_size):
         resample = Image.Resampling.BICUBIC if modality == "photo" else Image.Resampling.BILINEAR
-        img = img.resize((image_size, image_size), resample=resample)
+        if img.width == img.height:
+            img = img.resize((image_size, image_size), resample=resample)
+        else:
+            img = ImageOps.pad(img, (image_size, image_size), method=resample, color=PAD_FILL[modality])
     x = TF.pil_to_tensor(img).float().div_(255.0)  # (3, S, S)
     return TF.normalize(x, mean=list(OPENAI_DATASET_MEAN), std=list(OPENAI_DATASET_STD))
 

@@ -10,20 +10,36 @@ from torch.utils.data import Dataset
 from splip.data.images import ImageSet
 
 _TAG_TRIPLETS = 0x7819
+POSITIVES = ("same_class", "source_photo")
+NEGATIVES = ("uniform_photo", "uniform_class")
 
 
 class TripletDataset(Dataset):
-    """Each item: anchor sketch, a positive photo of its class, a negative photo of another class.
+    """Each item: anchor sketch, a positive photo, a negative photo of another class.
 
-    Item ``i`` uses sketch ``i``. Its positive is uniform over the photos of the sketch's class; its
-    negative uniform over the photos of the other classes that have sketches (classes present in
-    both modalities). Both are drawn for all items at once per epoch with
-    ``numpy.random.default_rng([seed, 0x7819, epoch])``, so they are fixed by (seed, epoch, i).
-    Call :meth:`set_epoch` before iterating each epoch; DataLoader workers copy the dataset when an
-    iterator starts, so ``persistent_workers=True`` would keep epoch 0's draws.
+    Item ``i`` uses anchor sketch ``anchors[i]`` (every sketch, or with ``positives="source_photo"``
+    those whose source photo is known).
+
+    - ``positives="same_class"``: uniform over the photos of the sketch's class (category-level
+      ZS-SBIR). ``"source_photo"``: the photo the sketch was drawn from, ``source_photo[s]`` (an
+      index into ``photos``, -1 if unknown; fine-grained training).
+    - ``negatives="uniform_photo"``: uniform over the photos of the other classes that have
+      sketches (classes present in both modalities), so large classes are drawn more often.
+      ``"uniform_class"`` (CLIP-AT's code): one of the other classes uniformly, then one of its
+      photos uniformly.
+
+    Draws are made for all items at once per epoch with ``numpy.random.default_rng([seed, 0x7819,
+    epoch])``, so they are fixed by (seed, epoch, i). Call :meth:`set_epoch` before iterating each
+    epoch; DataLoader workers copy the dataset when an iterator starts, so ``persistent_workers=True``
+    would keep epoch 0's draws.
     """
 
-    def __init__(self, sketches: ImageSet, photos: ImageSet, seed: int = 0):
+    def __init__(self, sketches: ImageSet, photos: ImageSet, seed: int = 0, positives: str = "same_class",
+                 negatives: str = "uniform_photo", source_photo: np.ndarray | None = None):
+        if positives not in POSITIVES:
+            raise ValueError(f"positives must be one of {POSITIVES}, got {positives!r}")
+        if negatives not in NEGATIVES:
+            raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
         if sketches.classes is not photos.classes and list(sketches.classes) != list(photos.classes):
             raise ValueError("sketches and photos must share one label space (the same `classes` list)")
         sketch_classes = np.unique(sketches.labels)
@@ -38,38 +54,69 @@ class TripletDataset(Dataset):
         if sketch_classes.size < 2:
             raise ValueError(f"triplets need at least 2 classes for negatives; got {sketch_classes.size}")
         self.sketches, self.photos, self.seed = sketches, photos, seed
+        self.positives, self.negatives = positives, negatives
+        if positives == "source_photo":
+            self.anchors, self._source = _fine_grained_anchors(sketches, photos, source_photo)
+        else:
+            self.anchors = np.arange(len(sketches))  # (N,)
         usable = np.flatnonzero(np.isin(photos.labels, sketch_classes))
         self._photo_order = usable[np.argsort(photos.labels[usable], kind="stable")]  # (P,) photos grouped by class
         counts = np.bincount(photos.labels[usable], minlength=len(photos.classes))  # (C,)
         self._start = np.concatenate([[0], np.cumsum(counts)[:-1]])  # (C,) first position of each class
         self._count = counts
+        self._classes = np.flatnonzero(counts)  # (K,) classes that can give a negative
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         """Re-draw every item's positive and negative photo for ``epoch`` (deterministic)."""
         rng = np.random.default_rng([self.seed, _TAG_TRIPLETS, epoch])
-        lab = self.sketches.labels  # (N,)
+        lab = self.sketches.labels[self.anchors]  # (N,)
         start, count = self._start[lab], self._count[lab]  # (N,), (N,)
-        pos = start + rng.integers(0, count)
-        other = rng.integers(0, len(self._photo_order) - count)  # position among the other classes' photos
-        neg = np.where(other >= start, other + count, other)  # skip the anchor class's block
+        # Both draws are made in every mode, so switching one option leaves the other's draws alone.
+        pos = self._photo_order[start + rng.integers(0, count)]  # (N,) into photos
+        if self.negatives == "uniform_photo":
+            other = rng.integers(0, len(self._photo_order) - count)  # position among the other classes' photos
+            neg = np.where(other >= start, other + count, other)  # skip the anchor class's block
+        else:
+            rank = np.searchsorted(self._classes, lab)  # (N,) the anchor class among the K classes
+            other = rng.integers(0, len(self._classes) - 1, size=len(lab))  # one of the K - 1 others
+            neg_class = self._classes[np.where(other >= rank, other + 1, other)]  # (N,)
+            neg = self._start[neg_class] + rng.integers(0, self._count[neg_class])
         self.epoch = epoch
-        self.positive_index = self._photo_order[pos]  # (N,) into photos
+        self.positive_index = self._source if self.positives == "source_photo" else pos  # (N,) into photos
         self.negative_index = self._photo_order[neg]  # (N,) into photos
 
     def __len__(self) -> int:
-        return len(self.sketches)
+        return len(self.anchors)
 
     def __getitem__(self, i: int) -> dict | None:
-        p, n = int(self.positive_index[i]), int(self.negative_index[i])
-        items = (self.sketches[i], self.photos[p], self.photos[n])
+        s, p, n = int(self.anchors[i]), int(self.positive_index[i]), int(self.negative_index[i])
+        items = (self.sketches[s], self.photos[p], self.photos[n])
         if any(it is None for it in items):
             return None
         return {
             "sketch": items[0][0], "positive": items[1][0], "negative": items[2][0],
             "label": items[0][1], "negative_label": items[2][1],
-            "index": int(i), "positive_index": p, "negative_index": n,
+            "index": s, "positive_index": p, "negative_index": n,
         }
+
+
+def _fine_grained_anchors(sketches: ImageSet, photos: ImageSet,
+                          source_photo: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(anchor sketches, their source photos) for fine-grained triplets: sketches with a known source."""
+    if source_photo is None:
+        raise ValueError("positives='source_photo' needs source_photo (each sketch's photo index, -1 if unknown); "
+                         "this dataset has no fine-grained pairs: use positives='same_class'")
+    source = np.asarray(source_photo, dtype=np.int64)  # (N_sketch,)
+    if source.shape != (len(sketches),) or source.max(initial=-1) >= len(photos):
+        raise ValueError(f"source_photo must hold one photo index (< {len(photos)}) or -1 per sketch "
+                         f"({len(sketches)}), got shape {source.shape}")
+    anchors = np.flatnonzero(source >= 0)  # (N,)
+    if anchors.size == 0:
+        raise ValueError("positives='source_photo': no sketch has a known source photo")
+    if (photos.labels[source[anchors]] != sketches.labels[anchors]).any():
+        raise ValueError("source_photo points some sketches at a photo of another class")
+    return anchors, source[anchors]
 
 
 def collate_triplets(batch: list[dict | None]) -> dict[str, Tensor] | None:

@@ -11,7 +11,7 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from splip.data.dataset import SBIRDataset, choose_val_classes, split_sets
+from splip.data.dataset import SBIRDataset, choose_val_classes, positions_of_keys, split_sets
 from splip.data.images import ImageSet
 from splip.data.synthetic_shapes import ClassShape, instance_contours, make_class_shapes
 
@@ -164,8 +164,8 @@ def load_synthetic(
 
     ``seed`` fixes the shape families, every image, the unseen classes (a seeded choice of
     ``num_unseen``) and the validation classes. Images are rendered at ``render_size`` (default:
-    ``image_size``) and resized to ``image_size`` like real images. Every test sketch's source
-    photo is known (``fg_source_photo``).
+    ``image_size``) and resized to ``image_size`` like real images. Every test and training
+    sketch's source photo is known (``fg_source_photo``, ``train_fg_source_photo``).
     """
     if num_classes < 3 or not 1 <= num_unseen <= num_classes - 2:
         raise ValueError(
@@ -196,11 +196,13 @@ def load_synthetic(
         full_set("photo", n_photos, photos_per_class),
         train_ids, val_ids, unseen_ids,
     )
-    test_photo_keys = sets["test_photos"].keys  # ascending
-    fg = np.searchsorted(test_photo_keys, sets["test_sketches"].keys // sketches_per_photo).astype(np.int64)
+
+    def source_photo(split: str) -> np.ndarray:  # (N_sketches,) index into that split's photos
+        return positions_of_keys(sets[f"{split}_photos"], sets[f"{split}_sketches"].keys // sketches_per_photo)
+
     return SBIRDataset(
         name="synthetic", classes=names, train_ids=train_ids, val_ids=val_ids, unseen_ids=unseen_ids,
-        fg_source_photo=fg, synthetic=True,
+        fg_source_photo=source_photo("test"), train_fg_source_photo=source_photo("train"), synthetic=True,
         source=(f"embedded shape benchmark (seed={seed}, {photos_per_class} photos per class, "
                 f"{sketches_per_photo} sketch(es) per photo, rendered at {size} px; nothing on disk)"),
         **sets,
