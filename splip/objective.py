@@ -18,6 +18,8 @@ from splip.losses import (
 from splip.model import SpLIP
 
 MARGIN_MODES = ("adaptive", "fixed")
+TERMS = ("loss", "triplet", "classification", "jigsaw")
+"""Loss terms of SpLIPObjective's output ("loss" is the weighted total)."""
 DIAGNOSTICS = ("margin_mean", "active_triplets")
 """Keys of SpLIPObjective's output that are statistics of the batch, not loss terms."""
 
@@ -57,13 +59,20 @@ class SpLIPObjective(nn.Module):
         )  # (P, grid*grid)
         self.solver = JigsawSolver(embed_dim, cfg.num_permutations) if cfg.beta > 0 else None
 
-    def forward(self, model: SpLIP, batch: dict[str, torch.Tensor],
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def draw_puzzles(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """The jigsaw puzzle labels y of one batch, (B,) long (CPU generator; seeded per epoch by the
+        trainer), or None without the jigsaw. Drawn per whole batch, so micro-batches share them."""
+        if self.solver is None:
+            return None
+        return random_permutation_labels(batch_size, self.config.num_permutations, generator)
+
+    def forward(self, model: SpLIP, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Returns {"loss", "triplet", "classification", "jigsaw"} (scalars; "loss" is the total) and
         the diagnostics {"margin_mean", "active_triplets"}: the batch's mean triplet margin and the
         share of triplets whose hinge is non-zero (detached).
 
-        `generator` draws the jigsaw puzzles (CPU generator; seeded per epoch by the trainer).
+        `batch` holds "sketch", "positive", "negative" (B, 3, S, S), "label", "negative_label" (B,) and,
+        with the jigsaw, "puzzle" (B,) from :meth:`draw_puzzles`.
         """
         cfg = self.config
         labels, negative_labels = batch["label"], batch["negative_label"]  # (B,), (B,)
@@ -86,8 +95,7 @@ class SpLIPObjective(nn.Module):
         )
 
         if self.solver is not None:
-            puzzles = random_permutation_labels(labels.shape[0], cfg.num_permutations, generator)
-            puzzles = puzzles.to(labels.device)  # (B,)
+            puzzles = batch["puzzle"]  # (B,)
             shuffled_images = shuffle_tiles(batch["sketch"], self.permutations[puzzles], cfg.jigsaw_grid)
             shuffled = model(shuffled_images, "sketch", class_embeddings=False)
             terms["jigsaw"] = conditional_jigsaw_loss(

@@ -16,7 +16,7 @@ from splip import paper
 from splip.data import SBIRDataset
 from splip.evaluate import evaluate
 from splip.io import load_json
-from splip.train import EXECUTION_SETTINGS, TrainConfig, Trainer
+from splip.train import TrainConfig, Trainer, computed_settings
 
 PROMPTS_OFF = {"text_prompts": False, "text_guided_visual_prompts": False, "multilayer_visual_prompts": False}
 CLIP_AT_LIKE = "CLIP-AT-like (shallow visual prompts + LN, fixed-margin triplet)"
@@ -53,8 +53,8 @@ def variant_folder(name: str) -> str:
 
 def _same_run(saved: Mapping[str, Any], config: TrainConfig) -> bool:
     """Whether a saved run's config computes what `config` would (a moved folder still counts)."""
-    return all(saved.get(key) == value for key, value in asdict(config).items()
-               if key not in (*EXECUTION_SETTINGS, "output_dir"))
+    saved, ours = computed_settings(saved), computed_settings(asdict(config))
+    return all(saved.get(key) == value for key, value in ours.items() if key != "output_dir")
 
 
 def run_variant(config: TrainConfig, settings: tuple[str, ...] = ("zs",),

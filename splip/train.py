@@ -18,23 +18,38 @@ from typing import Any
 import numpy as np
 import open_clip
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
 from splip.backbone import architecture, load_backbone
 from splip.data import TripletDataset, collate_triplets, load_dataset
 from splip.data.protocols import TEST_SUBSETS, select_test_set
 from splip.data.sampling import NEGATIVES, POSITIVES
-from splip.evaluate import autocast_for, evaluate
+from splip.distributed import (
+    ShardedBatchSampler, World, all_reduce_sum, barrier, gather_rows, init_world, local_device, sum_gradients,
+)
+from splip.evaluate import evaluate
 from splip.io import save_json, save_torch
 from splip.metrics import METRIC_CONVENTIONS
 from splip.model import SpLIP, SpLIPConfig, trainable_parameter_table
 from splip.objective import LossConfig, SpLIPObjective
+from splip.step import forward_backward
 from splip.pretrain import SYNTHETIC_PHOTOS, ensure_synthetic_backbone
 
 # Settings that change how a run executes, not what it computes: a saved run stays valid when only
 # these differ (resuming; reusing a finished study run).
-EXECUTION_SETTINGS = ("progress", "resume", "device", "num_workers", "eval_batch_size", "data_root")
+EXECUTION_SETTINGS = ("progress", "resume", "device", "num_workers", "eval_batch_size", "data_root",
+                      "micro_batch_size")
+MODEL_EXECUTION_SETTINGS = ("gradient_checkpointing",)  # the same, inside the nested SpLIPConfig
+
+
+def computed_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved or current config (asdict form) without its execution-only settings: two runs whose
+    computed settings are equal compute the same thing. (micro_batch_size is exact except with
+    text_conditioning="batch_mean", see splip.step.)"""
+    kept = {k: v for k, v in config.items() if k not in EXECUTION_SETTINGS}
+    kept["model"] = {k: v for k, v in kept.get("model", {}).items() if k not in MODEL_EXECUTION_SETTINGS}
+    return kept
 NO_PROMPTS = SpLIPConfig(text_prompts=False, text_guided_visual_prompts=False, multilayer_visual_prompts=False,
                          tune_layernorm=False)
 
@@ -61,6 +76,9 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     epochs: int = 10
     batch_size: int = 32
+    # Triplets per forward/backward pass; the optimizer still steps once per batch_size triplets
+    # (exact, see splip.step). None: the whole batch at once.
+    micro_batch_size: int | None = None
     lr_prompts: float = 3e-3  # B_t, B_v, B_vt and the jigsaw solver (paper: 1e-3)
     lr_layernorm: float = 3e-3  # CLIP's LayerNorm affines (paper: 1e-6)
     # Share of seen classes held out for model selection (the epoch with the best validation mAP@all
@@ -90,21 +108,21 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a flat or nested dict (YAML presets, checkpoints); unknown keys are an error."""
+        """Build from a nested dict ({"model": {...}, "loss": {...}}: checkpoints, study variants) or
+        a flat one (presets: SpLIPConfig and LossConfig fields by their own names, e.g. "alpha",
+        "text_conditioning"), or a mix; unknown keys are an error."""
+        values = dict(values)
+        nested = {"model": dict(values.pop("model", {})), "loss": dict(values.pop("loss", {}))}
+        for part, config_class in (("model", SpLIPConfig), ("loss", LossConfig)):
+            for name in [f.name for f in dataclasses.fields(config_class)]:
+                if name in values:
+                    nested[part][name] = values.pop(name)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown TrainConfig keys {sorted(unknown)}; known: {sorted(known)}")
-        values = dict(values)
-        values["model"] = SpLIPConfig(**values.get("model", {}))
-        values["loss"] = LossConfig(**values.get("loss", {}))
-        return cls(**values)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+            raise ValueError(f"unknown TrainConfig keys {sorted(unknown)}; known: {sorted(known)} and the fields of "
+                             "SpLIPConfig and LossConfig")
+        return cls(**values, model=SpLIPConfig(**nested["model"]), loss=LossConfig(**nested["loss"]))
 
 
 def hardware_description(device: torch.device) -> str:
@@ -121,7 +139,12 @@ class Trainer:
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.device = resolve_device(config.device)
+        self.device = local_device(config.device)
+        self.world = init_world(self.device)
+        if self.world.size > 1 and config.model.text_conditioning == "batch_mean":
+            raise ValueError("text_conditioning='batch_mean' conditions the text on each process's share of a batch "
+                             "and keeps a running mean per process, so several processes would not compute the "
+                             "one-process run; use 'per_image' (the presets' mode) or a single process")
         self.output_dir = Path(config.output_dir)
         arch = architecture(config.backbone)
         self.dataset = load_dataset(config.dataset, config.data_root, image_size=arch["vision_cfg"]["image_size"],
@@ -151,6 +174,7 @@ class Trainer:
         layernorms = [p for n, p in self.model.named_parameters() if p.requires_grad and n.startswith("clip.")]
         prompts = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith("clip.")]
         prompts += list(self.objective.parameters())
+        self.trainable_parameters = prompts + layernorms
         groups = [{"params": prompts, "lr": config.lr_prompts}]
         if layernorms:
             groups.append({"params": layernorms, "lr": config.lr_layernorm})
@@ -171,6 +195,9 @@ class Trainer:
 
     def run_info(self) -> dict[str, Any]:
         """What produced this run's numbers: data, backbone, weights, seed, hardware, versions."""
+        hardware = hardware_description(self.device)
+        if self.world.size > 1:
+            hardware = f"{self.world.size} processes x {hardware}"
         return {
             "dataset": self.dataset.name,
             "data": self.dataset.describe(),
@@ -179,7 +206,7 @@ class Trainer:
             "weights": self.backbone.weights,
             "pretrained_backbone": self.backbone.is_pretrained,
             "seed": self.config.seed,
-            "hardware": hardware_description(self.device),
+            "hardware": hardware,
             "torch": torch.__version__,
             "open_clip": open_clip.__version__,
             "config": asdict(self.config),
@@ -246,47 +273,60 @@ class Trainer:
         if not (self.config.resume and last.is_file()):
             return
         state = torch.load(last, map_location=self.device, weights_only=True)
-        saved, ours = state["config"], asdict(self.config)
+        saved, ours = computed_settings(state["config"]), computed_settings(asdict(self.config))
         # A longer run continues a shorter one, so epochs may differ too.
-        differs = sorted(k for k in ours if k not in (*EXECUTION_SETTINGS, "epochs") and saved.get(k) != ours[k])
+        differs = sorted(k for k in ours if k != "epochs" and saved.get(k) != ours[k])
         if differs:
             raise ValueError(
                 f"{last} belongs to a run with different settings ({', '.join(differs)}). Use another "
                 "output_dir, or resume=False to start over in this one."
             )
         self._restore(state, last, training_state=True)
-        print(f"Resumed from {last} after epoch {len(self.history)}.")
+        if self.world.is_main:
+            print(f"Resumed from {last} after epoch {len(self.history)}.")
 
     # ------------------------------------------------------------------ training
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
-        cfg = self.config
+        cfg, world = self.config, self.world
         self.model.train()
         self.objective.train()
         self.triplets.set_epoch(epoch)
-        # Every random choice of an epoch derives from (seed, epoch): resuming replays it exactly.
+        # Every random choice of an epoch derives from (seed, epoch): resuming replays it exactly, and
+        # every process draws the same global batches (each loads only its share, see splip.distributed).
         order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         puzzles = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch + 50_000)
-        loader = DataLoader(self.triplets, batch_size=cfg.batch_size, shuffle=True, generator=order,
-                            num_workers=cfg.num_workers, collate_fn=collate_triplets, drop_last=True)
+        batches = ShardedBatchSampler(RandomSampler(self.triplets, generator=order), cfg.batch_size, world)
+        # The loader draws its workers' base seed from `order` before the sampler does: keep both.
+        loader = DataLoader(self.triplets, batch_sampler=batches, num_workers=cfg.num_workers,
+                            collate_fn=collate_triplets, generator=order)
         sums: dict[str, float] = {}
         steps = 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and world.is_main),
+                   leave=False)
         for batch in bar:
-            if batch is None:
+            # Readable triplets of every share: the global batch (unreadable images are dropped).
+            counts = gather_rows(torch.tensor([0 if batch is None else len(batch["label"])], device=self.device),
+                                 world)  # (W,)
+            total, offset = int(counts.sum()), int(counts[:world.rank].sum())
+            if total == 0:
                 continue
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            batch["label"] = self.local_label[batch["label"]]
-            batch["negative_label"] = self.local_label[batch["negative_label"]]
-            with autocast_for(self.device):
-                terms = self.objective(self.model, batch, puzzles)
+            puzzle = self.objective.draw_puzzles(total, puzzles)  # drawn for the global batch
+            if batch is not None:
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                batch["label"] = self.local_label[batch["label"]]
+                batch["negative_label"] = self.local_label[batch["negative_label"]]
+                if puzzle is not None:
+                    batch["puzzle"] = puzzle[offset:offset + len(batch["label"])].to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(terms["loss"]).backward()
+            terms = forward_backward(self.model, self.objective, batch, cfg.micro_batch_size, self.scaler, total)
+            sum_gradients(self.trainable_parameters, world)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             steps += 1
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            values = all_reduce_sum(torch.tensor(list(terms.values()), dtype=torch.float64, device=self.device), world)
+            for name, value in zip(terms, values.tolist()):
+                sums[name] = sums.get(name, 0.0) + value
             bar.set_postfix(loss=f"{sums['loss'] / steps:.3f}")
         if steps == 0:
             raise ValueError("no training batch: fewer readable training sketches than batch_size?")
@@ -302,17 +342,21 @@ class Trainer:
             if self.validates:
                 record["val_map@all"] = evaluate(
                     self.model, self.dataset, split="val", batch_size=cfg.eval_batch_size,
-                    num_workers=cfg.num_workers, convention=cfg.metric_convention)["zs/map@all"]
+                    num_workers=cfg.num_workers, convention=cfg.metric_convention, world=self.world)["zs/map@all"]
             record["seconds"] = round(time.perf_counter() - start, 2)
             self.history.append(record)
             state = self._state()
-            if self.validates and record["val_map@all"] > self.best_val:
+            improved = self.validates and record["val_map@all"] > self.best_val
+            if improved:
                 self.best_val = record["val_map@all"]
                 state["best_val"] = self.best_val
-                save_torch(state, self.output_dir / "best.pt")
-            save_torch(state, self.output_dir / "last.pt")
-            save_json(self.history, self.output_dir / "history.json")
-            if cfg.progress:
+            if self.world.is_main:  # one writer; the others wait until the files are complete
+                if improved:
+                    save_torch(state, self.output_dir / "best.pt")
+                save_torch(state, self.output_dir / "last.pt")
+                save_json(self.history, self.output_dir / "history.json")
+            barrier(self.world)
+            if cfg.progress and self.world.is_main:
                 val = f", val mAP@all {record['val_map@all']:.4f}" if self.validates else ""
                 print(f"epoch {epoch + 1}: loss {record['loss']:.4f}{val}")
         return self.history
@@ -323,7 +367,7 @@ class Trainer:
         cfg = self.config
         return evaluate(model or self.model, self.test_dataset, split, settings, batch_size=cfg.eval_batch_size,
                         num_workers=cfg.num_workers, seed=cfg.seed, progress=cfg.progress,
-                        convention=cfg.metric_convention)
+                        convention=cfg.metric_convention, world=self.world)
 
     def frozen_clip(self) -> SpLIP:
         """The backbone without any prompt: the zero-shot baseline. It shares the backbone's
@@ -331,10 +375,13 @@ class Trainer:
         return SpLIP(self.backbone.model, self.backbone.tokenizer, self.model.class_names, NO_PROMPTS).to(self.device)
 
     def save_metrics(self, metrics: dict[str, Any], name: str = "metrics.json") -> Path:
-        """Write `metrics` with this run's provenance (run_info) atomically into output_dir."""
+        """Write `metrics` with this run's provenance (run_info) atomically into output_dir (process 0
+        writes; every process returns the path once the file is there)."""
         path = self.output_dir / name
-        save_json({"metrics": metrics, "metric_convention": self.config.metric_convention,
-                   "test_subset": self.config.test_subset, "run": self.run_info()}, path)
+        if self.world.is_main:
+            save_json({"metrics": metrics, "metric_convention": self.config.metric_convention,
+                       "test_subset": self.config.test_subset, "run": self.run_info()}, path)
+        barrier(self.world)
         return path
 
 
@@ -352,8 +399,9 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
     writes it to output_dir/metrics.json.
     """
     trainer = Trainer(config)
-    print(trainer.dataset.describe())
-    print(trainer.parameter_table())
+    if trainer.world.is_main:
+        print(trainer.dataset.describe())
+        print(trainer.parameter_table())
     frozen = trainer.evaluate(model=trainer.frozen_clip())
     untrained = trainer.evaluate()
     trainer.fit()
@@ -371,3 +419,9 @@ def summarize(results: dict[str, Any]) -> str:
     lines += [f"{k:<14}" + "".join(f"{results[c].get(k, np.nan):>13.4f}" for c in columns)
               for k in results["trained"]]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m splip.train PRESET.yaml [key=value ...] (torchrun too)
+    from splip.launch import main
+
+    raise SystemExit(main())

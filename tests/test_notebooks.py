@@ -120,7 +120,7 @@ def test_train_notebook_exposes_every_setting_the_issue_names():
 # ------------------------------------------------------------------------------------------ presets
 
 def test_one_preset_per_benchmark():
-    assert {p.stem for p in PRESETS} == {"sketchy", "sketchy25", "tuberlin", "quickdraw"}
+    assert {p.stem for p in PRESETS} == {"sketchy", "sketchy25", "tuberlin", "quickdraw", "sketchy-fg"}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "presets" / "studies").glob("*.yaml")), ids=lambda p: p.name)
@@ -144,11 +144,13 @@ def test_preset_builds_the_paper_scale_trainconfig(path):
         if default is not None:
             assert isinstance(value, type(default)), f"{path.name}: {name}={value!r} is not a {type(default).__name__}"
     config = train_config(preset)
-    assert config.dataset == path.stem
+    assert config.dataset == path.stem.removesuffix("-fg")
     assert (config.backbone, config.pretrained, config.epochs, config.batch_size) == ("ViT-B-32", "openai", 60, 192)
     assert math.isclose(config.lr_prompts, 1e-3) and math.isclose(config.lr_layernorm, 1e-6)
     assert config.device == "cuda" and config.output_dir == f"runs/{path.stem}"
     assert dataclasses.asdict(config.model) == dataclasses.asdict(SpLIPConfig())  # the full model
+    assert config.val_fraction == 0  # as the paper: every seen class, the last epoch
+    assert config.positives == ("source_photo" if path.stem.endswith("-fg") else "same_class")
 
 
 # ------------------------------------------------------------------------------------ missing data

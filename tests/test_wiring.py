@@ -114,8 +114,9 @@ def test_objective_shuffles_only_the_sketch_and_weights_the_terms(backbone):
     alpha, beta = 0.3, 0.7
     objective = SpLIPObjective(model, 64, LossConfig(alpha=alpha, beta=beta)).eval()
     batch = _batch()
+    batch["puzzle"] = objective.draw_puzzles(4, torch.Generator().manual_seed(11))
     with torch.no_grad():
-        terms = objective(recorder, batch, torch.Generator().manual_seed(11))
+        terms = objective(recorder, batch)
 
     # Four passes: the sketch, both photos untouched, and the shuffled sketch.
     modalities = [m for _, m in recorder.calls]
