@@ -13,13 +13,12 @@ sampler, so no item counted twice), and process 0 scores them and writes every f
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
 
 
 @dataclass(frozen=True)
@@ -60,25 +59,6 @@ def local_device(name: str) -> torch.device:
     if name == "cuda" and "LOCAL_RANK" in os.environ:
         return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return torch.device(name)
-
-
-class ShardedBatchSampler(Sampler[list[int]]):
-    """Batches of `batch_size` indices from `sampler` (the last incomplete one dropped), of which this
-    process keeps its contiguous share: the global batches, hence the run, are those of one process."""
-
-    def __init__(self, sampler: Iterable[int], batch_size: int, world: World) -> None:
-        self.sampler, self.batch_size, self.world = sampler, batch_size, world
-
-    def __iter__(self) -> Iterator[list[int]]:
-        batch: list[int] = []
-        for index in self.sampler:
-            batch.append(int(index))
-            if len(batch) == self.batch_size:
-                yield batch[self.world.share(self.batch_size)]
-                batch = []
-
-    def __len__(self) -> int:
-        return len(self.sampler) // self.batch_size  # type: ignore[arg-type]
 
 
 def all_reduce_sum(values: torch.Tensor, world: World) -> torch.Tensor:

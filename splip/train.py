@@ -18,23 +18,21 @@ from typing import Any
 import numpy as np
 import open_clip
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from splip.backbone import architecture, load_backbone
 from splip.data import TripletDataset, collate_triplets, load_dataset
 from splip.data.protocols import TEST_SUBSETS, select_test_set
-from splip.data.sampling import NEGATIVES, POSITIVES
-from splip.distributed import (
-    ShardedBatchSampler, World, all_reduce_sum, barrier, gather_rows, init_world, local_device, sum_gradients,
-)
+from splip.data.sampling import NEGATIVES, POSITIVES, TripletBatchSampler
+from splip.distributed import all_reduce_sum, barrier, gather_rows, init_world, local_device, sum_gradients
 from splip.evaluate import evaluate
 from splip.io import save_json, save_torch
 from splip.metrics import METRIC_CONVENTIONS
 from splip.model import SpLIP, SpLIPConfig, trainable_parameter_table
 from splip.objective import LossConfig, SpLIPObjective
-from splip.step import forward_backward
 from splip.pretrain import SYNTHETIC_PHOTOS, ensure_synthetic_backbone
+from splip.step import forward_backward
 
 # Settings that change how a run executes, not what it computes: a saved run stays valid when only
 # these differ (resuming; reusing a finished study run).
@@ -184,6 +182,14 @@ class Trainer:
         self.triplets = TripletDataset(
             self.dataset.train_sketches, self.dataset.train_photos, seed=config.seed, positives=config.positives,
             negatives=config.negatives, source_photo=self.dataset.train_fg_source_photo)
+        self.batches = TripletBatchSampler(self.triplets, config.batch_size, config.seed, self.world)
+        # One loader for the whole run: persistent workers (the keys carry each epoch's triplets) and
+        # pinned memory for fast copies to a GPU. Its own generator (for the workers' base seed; no item
+        # is random) leaves torch's global one alone.
+        self.loader = DataLoader(self.triplets, batch_sampler=self.batches, num_workers=config.num_workers,
+                                 collate_fn=collate_triplets, pin_memory=self.device.type == "cuda",
+                                 persistent_workers=config.num_workers > 0,
+                                 generator=torch.Generator().manual_seed(config.seed))
         self.history: list[dict[str, Any]] = []
         self.best_val = -1.0
 
@@ -291,18 +297,13 @@ class Trainer:
         cfg, world = self.config, self.world
         self.model.train()
         self.objective.train()
-        self.triplets.set_epoch(epoch)
         # Every random choice of an epoch derives from (seed, epoch): resuming replays it exactly, and
         # every process draws the same global batches (each loads only its share, see splip.distributed).
-        order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        self.batches.set_epoch(epoch)
         puzzles = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch + 50_000)
-        batches = ShardedBatchSampler(RandomSampler(self.triplets, generator=order), cfg.batch_size, world)
-        # The loader draws its workers' base seed from `order` before the sampler does: keep both.
-        loader = DataLoader(self.triplets, batch_sampler=batches, num_workers=cfg.num_workers,
-                            collate_fn=collate_triplets, generator=order)
         sums: dict[str, float] = {}
         steps = 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and world.is_main),
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and world.is_main),
                    leave=False)
         for batch in bar:
             # Readable triplets of every share: the global batch (unreadable images are dropped).

@@ -172,3 +172,20 @@ def test_source_photo_positives_and_their_errors(ds):
         TripletDataset(ds.train_sketches, ds.train_photos, positives="source_photo", source_photo=wrong)
     with pytest.raises(ValueError, match="negatives"):
         TripletDataset(ds.train_sketches, ds.train_photos, negatives="hardest")
+
+
+def test_persistent_workers_load_each_epochs_triplets(ds):
+    """Workers that outlive an epoch keep their copy of the dataset; the keys still name the draws."""
+    from torch.utils.data import DataLoader
+
+    from splip.data.sampling import TripletBatchSampler
+    trip = TripletDataset(ds.train_sketches, ds.train_photos, seed=0)
+    batches = TripletBatchSampler(trip, 4, seed=0)
+    loader = DataLoader(trip, batch_sampler=batches, num_workers=2, persistent_workers=True,
+                        collate_fn=collate_triplets)
+    for epoch in (0, 1, 2):
+        batches.set_epoch(epoch)
+        for batch in loader:
+            for i, p, n in zip(batch["index"], batch["positive_index"], batch["negative_index"]):
+                j = int(np.flatnonzero(trip.anchors == int(i))[0])
+                assert (int(p), int(n)) == (trip.positive_index[j], trip.negative_index[j]), epoch

@@ -11,7 +11,9 @@ import pytest
 import torch
 import yaml
 
-from splip.distributed import ShardedBatchSampler, World
+from splip.data import TripletDataset, load_dataset
+from splip.data.sampling import TripletBatchSampler
+from splip.distributed import World
 from splip.launch import config_from, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,12 +62,21 @@ def test_two_processes_compute_the_one_process_run(tmp_path):
 
 
 def test_sharded_batches_cover_each_global_batch_once():
-    indices = list(range(23))
-    shares = [list(ShardedBatchSampler(indices, 7, World(rank, 3))) for rank in range(3)]
-    assert all(len(s) == 3 for s in shares)  # 23 // 7 full batches; the rest is dropped
-    for step in range(3):
-        together = [i for rank in range(3) for i in shares[rank][step]]
-        assert together == indices[7 * step:7 * step + 7]
+    ds = load_dataset("synthetic", image_size=16, num_classes=6, num_unseen=1, photos_per_class=4, seed=0)
+    triplets = TripletDataset(ds.train_sketches, ds.train_photos, seed=0)
+    one = TripletBatchSampler(triplets, 7, seed=3)
+    shares = [TripletBatchSampler(triplets, 7, seed=3, world=World(rank, 3)) for rank in range(3)]
+    for sampler in (one, *shares):
+        sampler.set_epoch(2)
+    whole = list(one)
+    assert len(whole) == len(triplets) // 7 and all(len(b) == 7 for b in whole)
+    parts = [list(s) for s in shares]
+    for step, batch in enumerate(whole):
+        assert [k for rank in range(3) for k in parts[rank][step]] == batch
+    # The order: randperm of the epoch's generator, the same on every iter().
+    expected = torch.randperm(len(triplets), generator=torch.Generator().manual_seed(3 * 100_003 + 2))
+    assert [k[0] for b in whole for k in b] == triplets.anchors[expected[:len(whole) * 7].numpy()].tolist()
+    assert list(one) == whole
 
 
 def test_command_line_reads_presets_and_overrides(tmp_path):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from splip.data.images import ImageSet
+from splip.distributed import World
 
 _TAG_TRIPLETS = 0x7819
 POSITIVES = ("same_class", "source_photo")
@@ -30,8 +33,8 @@ class TripletDataset(Dataset):
 
     Draws are made for all items at once per epoch with ``numpy.random.default_rng([seed, 0x7819,
     epoch])``, so they are fixed by (seed, epoch, i). Call :meth:`set_epoch` before iterating each
-    epoch; DataLoader workers copy the dataset when an iterator starts, so ``persistent_workers=True``
-    would keep epoch 0's draws.
+    epoch. Integer items read the current draws, which DataLoader workers copy when they start;
+    with persistent workers, index by :meth:`key` (as :class:`TripletBatchSampler` does).
     """
 
     def __init__(self, sketches: ImageSet, photos: ImageSet, seed: int = 0, positives: str = "same_class",
@@ -89,8 +92,14 @@ class TripletDataset(Dataset):
     def __len__(self) -> int:
         return len(self.anchors)
 
-    def __getitem__(self, i: int) -> dict | None:
-        s, p, n = int(self.anchors[i]), int(self.positive_index[i]), int(self.negative_index[i])
+    def key(self, i: int) -> tuple[int, int, int]:
+        """Item ``i`` of the current epoch as (anchor sketch, positive photo, negative photo) indices."""
+        return int(self.anchors[i]), int(self.positive_index[i]), int(self.negative_index[i])
+
+    def __getitem__(self, i: int | tuple[int, int, int]) -> dict | None:
+        """Item ``i`` of the current epoch, or the triplet a :meth:`key` names (what
+        :class:`TripletBatchSampler` hands to DataLoader workers, so their copy's epoch never matters)."""
+        s, p, n = self.key(i) if isinstance(i, (int, np.integer)) else i
         items = (self.sketches[s], self.photos[p], self.photos[n])
         if any(it is None for it in items):
             return None
@@ -117,6 +126,41 @@ def _fine_grained_anchors(sketches: ImageSet, photos: ImageSet,
     if (photos.labels[source[anchors]] != sketches.labels[anchors]).any():
         raise ValueError("source_photo points some sketches at a photo of another class")
     return anchors, source[anchors]
+
+
+class TripletBatchSampler(Sampler[list[tuple[int, int, int]]]):
+    """The batches of one epoch, as triplet keys: this process's share of each global batch.
+
+    Call :meth:`set_epoch` before each epoch. The order is ``torch.randperm`` of the items from a
+    generator seeded with ``seed * 100_003 + epoch``, cut into batches, the last incomplete one
+    dropped; it restarts identically on every ``iter()``, so it is fixed by (seed, epoch) however the
+    loader is iterated (tqdm.auto, for one, creates an iterator it never reads). Each global batch of ``batch_size``
+    items is cut into contiguous shares (:meth:`splip.distributed.World.share`), so the run is the
+    same whatever the number of processes. Keys carry the positive and negative drawn in the main
+    process, so persistent DataLoader workers (whose copy of the dataset keeps an old epoch) still
+    load the right triplets.
+    """
+
+    def __init__(self, triplets: TripletDataset, batch_size: int, seed: int, world: World = World()) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive number of triplets, got {batch_size}")
+        self.triplets, self.batch_size, self.seed, self.world = triplets, batch_size, seed, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's triplets (TripletDataset.set_epoch) and fix this epoch's order."""
+        self.epoch = epoch
+        self.triplets.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(len(self.triplets), generator=generator).tolist()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            batch = order[start:start + self.batch_size]
+            yield [self.triplets.key(i) for i in batch[self.world.share(self.batch_size)]]
+
+    def __len__(self) -> int:
+        return len(self.triplets) // self.batch_size
 
 
 def collate_triplets(batch: list[dict | None]) -> dict[str, Tensor] | None:
