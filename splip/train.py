@@ -41,6 +41,10 @@ EXECUTION_SETTINGS = ("progress", "resume", "device", "num_workers", "eval_batch
 MODEL_EXECUTION_SETTINGS = ("gradient_checkpointing",)  # the same, inside the nested SpLIPConfig
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read, or was not written by splip's Trainer."""
+
+
 def computed_settings(config: dict[str, Any]) -> dict[str, Any]:
     """A saved or current config (asdict form) without its execution-only settings: two runs whose
     computed settings are equal compute the same thing. (micro_batch_size is exact except with
@@ -249,7 +253,23 @@ class Trainer:
     def load_checkpoint(self, path: str | Path, training_state: bool = True) -> None:
         """Restore trainable weights (and running statistics) from `path`, and with `training_state`
         the optimizer and history."""
-        self._restore(torch.load(path, map_location=self.device, weights_only=True), path, training_state)
+        self._restore(self._read_checkpoint(path), path, training_state)
+
+    def _read_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        """A checkpoint written by Trainer, or one clear error naming the file and the remedy."""
+        remedy = (f"It is not a complete splip checkpoint (a copy cut short, or another program's file). "
+                  f"Delete it, or start this run over with resume=False (or use another output_dir).")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as error:  # torch reports truncation and foreign formats with many types
+            raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}. {remedy}") from None
+        needed = {"trainable", "objective", "optimizer", "history", "config", "weights"}
+        if not isinstance(state, dict) or not needed <= set(state):
+            raise CheckpointError(f"checkpoint {path} lacks {sorted(needed - set(state if isinstance(state, dict) else {}))}. "
+                                  f"{remedy}")
+        return state
 
     def _restore(self, state: dict[str, Any], path: str | Path, training_state: bool) -> None:
         if state["weights"] != self.backbone.weights or state["config"]["backbone"] != self.config.backbone:
@@ -278,7 +298,7 @@ class Trainer:
         last = self.output_dir / "last.pt"
         if not (self.config.resume and last.is_file()):
             return
-        state = torch.load(last, map_location=self.device, weights_only=True)
+        state = self._read_checkpoint(last)
         saved, ours = computed_settings(state["config"]), computed_settings(asdict(self.config))
         # A longer run continues a shorter one, so epochs may differ too.
         differs = sorted(k for k in ours if k != "epochs" and saved.get(k) != ours[k])

@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from splip.backbone import load_backbone
 from splip.data import load_dataset
@@ -51,3 +52,25 @@ def test_no_validation_classes_is_a_clear_error(setup):
     empty = dataclasses.replace(ds, val_ids=[])
     with pytest.raises(ValueError, match="val_fraction=0"):
         evaluate(model, empty, split="val")
+
+
+def test_score_protocols_scores_the_same_embeddings_every_way():
+    from splip.conventions import score_protocols
+    from splip.evaluate import Embeddings
+    from splip.metrics import METRIC_CONVENTIONS, one_positive_gallery, retrieval_metrics
+    g = np.random.default_rng(0)
+    q = torch.nn.functional.normalize(torch.randn(30, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    p = torch.nn.functional.normalize(torch.randn(40, 8, generator=torch.Generator().manual_seed(1)), dim=1)
+    sketches = Embeddings(q, g.integers(0, 3, 30), np.arange(30))
+    photos = Embeddings(p, g.integers(0, 3, 40), np.arange(40))
+    records = score_protocols(sketches, photos, ("map@all", "map@10", "p@10"), seed=4)
+    assert [(r["gallery"], r["convention"]) for r in records] == (
+        [("full", c) for c in METRIC_CONVENTIONS] + [("clip-at", c) for c in METRIC_CONVENTIONS])
+    for r in records[:3]:
+        assert r == {"gallery": "full", "convention": r["convention"], **retrieval_metrics(
+            q, sketches.labels, p, photos.labels, ("map@all", "map@10", "p@10"), convention=r["convention"])}
+    drawn = one_positive_gallery(sketches.labels, photos.labels, 4)
+    assert set(records[3]) == {"gallery", "convention", "map@all"}
+    assert records[3]["map@all"] == retrieval_metrics(q, sketches.labels, p[drawn], photos.labels[drawn],
+                                                      ("map@all",))["map@all"]
+    assert records[3]["map@all"] > records[0]["map@all"]  # one photo per query: a far easier gallery

@@ -11,7 +11,7 @@ from splip.data import DatasetNotFoundError
 from splip.model import SpLIPConfig
 from splip.objective import LossConfig
 from splip.pretrain import SYNTHETIC_PHOTOS, ensure_synthetic_backbone
-from splip.train import TrainConfig, Trainer, summarize, train_and_evaluate
+from splip.train import CheckpointError, TrainConfig, Trainer, summarize, train_and_evaluate
 
 # A seconds-long configuration: random-init tiny CLIP, a very small synthetic benchmark.
 SMALL = dict(pretrained=None, epochs=2, batch_size=8, progress=False,
@@ -157,3 +157,21 @@ def test_fine_grained_training_pairs_each_sketch_with_its_photo(tmp_path):
 def test_bad_choices_name_the_setting(key, value):
     with pytest.raises(ValueError, match=key):
         TrainConfig(**{key: value})
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign"])
+def test_damaged_checkpoint_is_one_clear_error(tmp_path, damage):
+    config = TrainConfig(output_dir=str(tmp_path), resume=True, **{**SMALL, "epochs": 1})
+    Trainer(config).fit()
+    last = tmp_path / "last.pt"
+    if damage == "truncated":
+        last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    elif damage == "garbage":
+        last.write_bytes(b"not a checkpoint at all")
+    else:
+        torch.save({"weights": "something else"}, last)
+    with pytest.raises(CheckpointError) as caught:
+        Trainer(TrainConfig(output_dir=str(tmp_path), resume=True, **{**SMALL, "epochs": 2})).fit()
+    message = str(caught.value)
+    assert str(last) in message and "resume=False" in message and "Delete it" in message
+    assert caught.value.__cause__ is None  # no chained trace from deep inside torch
