@@ -199,6 +199,10 @@ def test_comparison_table_puts_percent_beside_the_paper():
     assert table.loc["zs/map@all", "paper source"] == "not reported in the paper"
     assert np.isnan(table.loc["fg/acc@1", "trained (%)"]) and table.loc["fg/acc@1", paper.PAPER_COLUMN] == 33.45
     assert paper.PAPER_COLUMN == "paper (ECCV'24, ViT-B/32 OpenAI, real data)"
+    assert table.loc["zs/map@200", "metric convention"] == "ours: sem-pcyc; paper: not stated"
+    assert table.loc["fg/acc@1", "metric convention"].startswith("Acc@K")
+    assert paper.comparison_table({"t": ours}, "sketchy", convention="zse").loc[
+        "zs/p@200", "metric convention"] == "ours: zse; paper: not stated"
 
 
 def test_comparison_table_baselines_only_where_the_paper_has_them():
@@ -210,7 +214,7 @@ def test_comparison_table_baselines_only_where_the_paper_has_them():
 
 def test_synthetic_has_no_paper_numbers_and_says_so():
     table = paper.comparison_table({"trained": {"zs/map@all": 0.4, "fg/acc@1": 0.1}}, "synthetic", baselines=True)
-    assert list(table.columns) == ["trained (%)", paper.PAPER_COLUMN, "paper source"]
+    assert list(table.columns) == ["trained (%)", paper.PAPER_COLUMN, "paper source", "metric convention"]
     assert table[paper.PAPER_COLUMN].isna().all()
     assert all("synthetic" in s and "not in the paper" in s for s in table["paper source"])
 
