@@ -272,7 +272,10 @@ class Trainer:
         return state
 
     def _restore(self, state: dict[str, Any], path: str | Path, training_state: bool) -> None:
-        if state["weights"] != self.backbone.weights or state["config"]["backbone"] != self.config.backbone:
+        # The weights as configured (a tag, a path as given, None), not as resolved on this machine: a run
+        # folder moved to another machine or checkout stays loadable.
+        saved_setup = (state["config"]["backbone"], state["config"]["pretrained"])
+        if saved_setup != (self.config.backbone, self.config.pretrained):
             raise ValueError(
                 f"{path} was trained on backbone {state['config']['backbone']} with weights {state['weights']}, "
                 f"not {self.config.backbone} with {self.backbone.weights}."
