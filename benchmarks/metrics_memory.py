@@ -1,4 +1,4 @@
-"""Time and peak memory of splip.metrics.retrieval_metrics on a synthetic QuickDraw-Extended-size problem.
+"""Time and peak memory of splip.metrics.retrieval_metrics against its floor, the similarity matmuls.
 
 Default size: 92,291 queries x 54,151 gallery items, D = 512, 30 classes (QuickDraw-Extended test set).
 Examples:
@@ -6,40 +6,48 @@ Examples:
     python benchmarks/metrics_memory.py --queries 10000      # 10,000 queries x full gallery
     python benchmarks/metrics_memory.py --chunk-sizes 0 256 1024   # 0 = library default
     python benchmarks/metrics_memory.py --convention sake   # one metric convention (default: all)
-Each (convention, chunk size) pair runs in a fresh process and prints one table row. Peak memory on
-CPU is that process's peak resident set (VmHWM, reset just before the call) minus its resident set at
-that moment, i.e. what the evaluation adds on top of the embeddings; on CUDA it is the peak of torch.cuda.max_memory_allocated over the call.
+    python benchmarks/metrics_memory.py --baseline /tmp/old_metrics.py   # also time an older copy
+
+One run prints one table. Each row is measured in a fresh process on the same synthetic embeddings:
+
+- ``matmul``: the chunked ``query[rows] @ gallery.T`` loop that retrieval_metrics runs, with nothing
+  else (each product a fresh tensor, as that expression gives);
+- ``matmul out=``: the same products written into one reused buffer (what retrieval_metrics does:
+  on CPU a fresh (C, G) tensor per chunk costs its page faults);
+- ``<convention>``: retrieval_metrics with METRICS under that convention;
+- ``baseline <convention>``: the same with the ``retrieval_metrics`` of the file given to
+  ``--baseline`` (e.g. a saved copy of an older splip/metrics.py), and the largest difference of its
+  values from the current ones.
+
+``floor s`` is the ``matmul`` loop timed again in the same process right after the row's run, so
+that the row and its floor see the same machine load; ``x floor`` = seconds / floor s. Peak memory
+on CPU is that process's peak resident set (VmHWM, reset just before the call) minus its resident set
+at that moment, i.e. what the evaluation adds on top of the embeddings; on CUDA it is the peak of
+torch.cuda.max_memory_allocated over the call. The load average is printed before and after.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import importlib.util
+import json
+import math
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from splip.metrics import METRIC_CONVENTIONS, retrieval_metrics
+from splip import metrics as splip_metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_memory import PeakMemory  # noqa: E402  (this folder's shared helper)
 
 METRICS = ("map@all", "p@100", "map@200", "p@200")
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM to the current RSS
-        return True
-    except OSError:
-        return False
+FLOORS = ("matmul", "matmul out=")
 
 
 def synthetic(
@@ -50,8 +58,35 @@ def synthetic(
     return x.div_(x.norm(dim=1, keepdim=True))
 
 
-def measure(args: argparse.Namespace, chunk: int, convention: str) -> str:
-    """One evaluation in the current (fresh) process; returns a table row."""
+def matmul_floor(query: torch.Tensor, gallery: torch.Tensor, chunk: int, reuse: bool) -> dict[str, float]:
+    """The similarity products of retrieval_metrics' chunk loop alone (same chunks, same device)."""
+    n_query, n_gallery = query.shape[0], gallery.shape[0]
+    rows_per_chunk = chunk or max(1, splip_metrics._CHUNK_ELEMENTS // n_gallery)
+    buffer = torch.empty((min(rows_per_chunk, n_query), n_gallery), device=gallery.device) if reuse else None
+    for start in range(0, n_query, rows_per_chunk):
+        rows = slice(start, min(start + rows_per_chunk, n_query))
+        if reuse:
+            torch.mm(query[rows].to(gallery.device), gallery.T, out=buffer[:rows.stop - rows.start])
+        else:
+            sim = query[rows].to(gallery.device) @ gallery.T  # (C, G)
+            del sim
+    if gallery.is_cuda:
+        torch.cuda.synchronize()
+    return {}
+
+
+def load_retrieval_metrics(path: str | None) -> Callable[..., dict[str, float]]:
+    """retrieval_metrics of the module file at ``path``, or of splip.metrics for None."""
+    if path is None:
+        return splip_metrics.retrieval_metrics
+    spec = importlib.util.spec_from_file_location("baseline_metrics", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.retrieval_metrics
+
+
+def measure(args: argparse.Namespace, chunk: int, what: str) -> dict[str, object]:
+    """One run of ``what`` (a FLOORS name or a convention) in the current (fresh) process."""
     n_query, n_gallery = round(args.queries * args.scale), round(args.gallery * args.scale)
     gen = torch.Generator().manual_seed(0)
     centers = torch.randn(args.classes, args.dim, generator=gen)  # (K, D)
@@ -59,26 +94,23 @@ def measure(args: argparse.Namespace, chunk: int, convention: str) -> str:
     g_labels = torch.randint(args.classes, (n_gallery,), generator=gen)
     query = synthetic(n_query, centers, q_labels, args.noise, gen).to(args.device)  # (Q, D)
     gallery = synthetic(n_gallery, centers, g_labels, args.noise, gen).to(args.device)  # (G, D)
-    cuda = args.device.startswith("cuda")
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
+    if what in FLOORS:
+        run = lambda: matmul_floor(query, gallery, chunk, reuse=what == "matmul out=")  # noqa: E731
     else:
-        exact = _reset_peak_rss()
-        before = _status_kib("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    values = retrieval_metrics(query, q_labels, gallery, g_labels, METRICS, convention=convention,
-                               chunk_size=chunk or None)
-    seconds = time.perf_counter() - start
-    if cuda:
-        peak_mib = (torch.cuda.max_memory_allocated() - before) / 2**20
-    else:
-        after = _status_kib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak_mib = (after - before) / 1024
-    label = "default" if chunk == 0 else str(chunk)
-    return (f"{convention:>10} {label:>10} {seconds:8.1f} {peak_mib:15.0f} "
-            + " ".join(f"{values[m]:8.4f}" for m in METRICS))
+        retrieval_metrics = load_retrieval_metrics(args.baseline if args.run_baseline else None)
+        run = lambda: retrieval_metrics(query, q_labels, gallery, g_labels, METRICS,  # noqa: E731
+                                        convention=what, chunk_size=chunk or None)
+    with PeakMemory(args.device) as peak:
+        start = time.perf_counter()
+        values = run()
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    peak_mib = peak.bytes / 2**20
+    start = time.perf_counter()  # the floor right after, so that both see the same machine load
+    matmul_floor(query, gallery, chunk, reuse=False)
+    floor_seconds = time.perf_counter() - start
+    return {"seconds": seconds, "floor_seconds": floor_seconds, "peak_mib": peak_mib, "values": values}
 
 
 def main() -> None:
@@ -91,28 +123,49 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=30)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies --queries and --gallery")
     parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[0], help="0 = library default")
-    parser.add_argument("--convention", nargs="+", choices=tuple(METRIC_CONVENTIONS),
-                        default=list(METRIC_CONVENTIONS), help="metric conventions to time (default: all)")
+    parser.add_argument("--convention", nargs="+", choices=tuple(splip_metrics.METRIC_CONVENTIONS),
+                        default=list(splip_metrics.METRIC_CONVENTIONS), help="metric conventions to time (default: all)")
+    parser.add_argument("--baseline", help="a metrics module file whose retrieval_metrics to time as well")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--noise", type=float, default=4.0,
                         help="noise-to-class-centre norm ratio of the embeddings")
-    parser.add_argument("--row-only", action="store_true", help=argparse.SUPPRESS)  # child process mode
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # child process mode: what to measure
+    parser.add_argument("--run-baseline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.row_only:
-        print(measure(args, args.chunk_sizes[0], args.convention[0]))
+    if args.child is not None:
+        print(json.dumps(measure(args, args.chunk_sizes[0], args.child)))
         return
 
     n_query, n_gallery = round(args.queries * args.scale), round(args.gallery * args.scale)
     print(f"{n_query:,} queries x {n_gallery:,} gallery, D={args.dim}, {args.classes} classes, "
-          f"device={args.device}, torch threads={torch.get_num_threads()}")
-    print(f"{'convention':>10} {'chunk_size':>10} {'seconds':>8} {'peak extra MiB':>15} "
-          + " ".join(f"{m:>8}" for m in METRICS))
-    for convention in args.convention:
-        for chunk in args.chunk_sizes:  # a fresh process per run keeps the peaks independent
-            child = [sys.executable, __file__, "--row-only", "--chunk-sizes", str(chunk), "--convention", convention]
+          f"device={args.device}, torch threads={torch.get_num_threads()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f} (1 min)")
+    print(f"{'run':>18} {'chunk_size':>10} {'seconds':>8} {'floor s':>8} {'x floor':>7} {'peak extra MiB':>15} "
+          + " ".join(f"{m:>8}" for m in METRICS) + f" {'max |diff|':>10}")
+    runs = [(what, False) for what in FLOORS] + [(c, False) for c in args.convention]
+    if args.baseline:
+        runs += [(c, True) for c in args.convention]
+    for chunk in args.chunk_sizes:
+        current: dict[str, dict[str, float]] = {}
+        for what, baseline in runs:  # a fresh process per run keeps the peaks independent
+            child = [sys.executable, __file__, "--child", what, "--chunk-sizes", str(chunk)]
             for name in ("queries", "gallery", "dim", "classes", "scale", "device", "noise"):
                 child += [f"--{name}", str(getattr(args, name))]
-            print(subprocess.run(child, check=True, capture_output=True, text=True).stdout.rstrip(), flush=True)
+            if baseline:
+                child += ["--baseline", args.baseline, "--run-baseline"]
+            row = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout)
+            values = row["values"]
+            if what not in FLOORS and not baseline:
+                current[what] = values
+            diff = (max(abs(values[m] - current[what][m]) for m in METRICS)
+                    if baseline and what in current else math.nan)
+            label = f"baseline {what}" if baseline else what
+            ratio = row["seconds"] / row["floor_seconds"]
+            print(f"{label:>18} {'default' if chunk == 0 else chunk:>10} {row['seconds']:8.1f} "
+                  f"{row['floor_seconds']:8.1f} {ratio:7.2f} {row['peak_mib']:15.0f} "
+                  + " ".join(f"{values[m]:8.4f}" if m in values else f"{'':>8}" for m in METRICS)
+                  + (f" {diff:10.1e}" if baseline else ""), flush=True)
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")
 
 
 if __name__ == "__main__":

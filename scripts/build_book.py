@@ -9,6 +9,10 @@ presets/studies/replica.yaml (about an hour on 2 CPU cores the first time; its f
 cached in runs/replica/). results.ipynb comes last, since it reads the metrics.json files the others
 write. The book is built with warnings as errors into book/_build/html; the book itself
 executes nothing (_config.yml: execute_notebooks "off").
+
+Before the build, every page is prepared (also with --no-execute): its code cells are collapsed
+(Jupyter Book's `hide-input` tag; the parameters cells stay open, so a reader sees what the page ran
+with) and a "Reproduce this page" line with the exact papermill command goes under its title.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import papermill
 import yaml
 from papermill.exceptions import PapermillExecutionError
@@ -27,14 +32,44 @@ NOTEBOOKS = {"train": None, "ablations": None, "tsne": None, "miniclip": None,
 BOOK = ROOT / "book"
 
 
+OPEN_CELLS = {"parameters", "injected-parameters"}  # code cells that stay visible
+REPRODUCE_TAG = "reproduce"  # marks the title cell that carries the "Reproduce this page" line
+
+
+def papermill_command(name: str) -> str:
+    """The command line that executes page `name` as this script does (run from the repository root)."""
+    preset = NOTEBOOKS[name]
+    return f"papermill notebooks/{name}.ipynb book/{name}.ipynb" + (f" -f {preset}" if preset else "")
+
+
+def prepare_page(name: str) -> None:
+    """Collapse the code cells of book/<name>.ipynb and put the reproduce line under its title (idempotent)."""
+    path = BOOK / f"{name}.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.setdefault("tags", [])
+        if not OPEN_CELLS & set(tags) and "hide-input" not in tags:
+            tags.append("hide-input")
+    title = next(cell for cell in notebook.cells if cell.cell_type == "markdown")
+    if REPRODUCE_TAG not in title.metadata.setdefault("tags", []):
+        heading, _, rest = title.source.partition("\n")
+        line = (f"> **Reproduce this page:** `{papermill_command(name)}` (from the repository root, in the "
+                "project's environment; `make book` rebuilds every page).")
+        title.source = f"{heading}\n\n{line}\n{rest}"
+        title.metadata["tags"].append(REPRODUCE_TAG)
+    nbformat.write(notebook, path)
+
+
 def execute_notebooks() -> None:
     for name, preset in NOTEBOOKS.items():
         source, target = ROOT / "notebooks" / f"{name}.ipynb", BOOK / f"{name}.ipynb"
         parameters = yaml.safe_load((ROOT / preset).read_text()) if preset else {}
         start = time.perf_counter()
         try:
-            papermill.execute_notebook(source, target, parameters=parameters, kernel_name="python3", cwd=str(ROOT),
-                                       progress_bar=False)
+            # The notebook's own kernel ("splip"), as the reproduce line's command uses.
+            papermill.execute_notebook(source, target, parameters=parameters, cwd=str(ROOT), progress_bar=False)
         except PapermillExecutionError as error:
             sys.exit(f"{source.relative_to(ROOT)} failed (its outputs are in {target.relative_to(ROOT)}):{error}")
         print(f"executed {source.relative_to(ROOT)} -> {target.relative_to(ROOT)} "
@@ -57,4 +92,6 @@ if __name__ == "__main__":
         sys.exit(f"usage: {Path(__file__).name} [--no-execute]")
     if not arguments:
         execute_notebooks()
+    for page in NOTEBOOKS:
+        prepare_page(page)
     build_book()

@@ -8,10 +8,15 @@ the HTML has its content and that every <img> it refers to is a non-blank image 
 needs at least its two figures, the replica page six), then loads the page in chromium and saves a
 screenshot into book/_build/screenshots/: the first screen of the index, the whole other pages (a tall
 window, the empty space below the page cut off). A screenshot must not be blank (enough non-white
-pixels, enough grey-level variance). Exits non-zero, naming the page and the problem, on a failure.
+pixels, enough grey-level variance). On every notebook page it also checks what a reader of a paper
+expects: the "Reproduce this page" line with its papermill command, code inputs collapsed (every code
+cell but the parameters ones tagged hide-input), no "NaN" in a table, and no absolute path of the
+building machine in the page or in the executed notebook's outputs. Exits non-zero, naming the page
+and the problem, on a failure.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -33,6 +38,12 @@ PAGES = {
     "replica": ("book/replica.html", 16000, 6, "What transfers to the paper"),
     "results": ("book/results.html", 9000, 0, "paper (ECCV'24, ViT-B/32 OpenAI, real data)"),
 }
+NOTEBOOK_PAGES = ("train", "ablations", "tsne", "miniclip", "replica", "results")
+OPEN_CELLS = {"parameters", "injected-parameters"}
+# Absolute paths of this machine (the checkout, its parent where the data sits, the interpreter's prefix,
+# home) and the usual roots of any machine's: none may appear in a page.
+MACHINE_PATHS = sorted({str(ROOT), str(ROOT.parent), sys.prefix, str(Path.home())}, key=len, reverse=True)
+ANY_MACHINE_PATH = re.compile(r"(?<![\w.~])/(home|root|tmp|Users|work|mnt|scratch|data)/[\w.-]+")
 WIDTH = 1280
 GAP = 400  # px of empty rows that mark the end of the content
 MIN_INK = 0.02  # share of pixels that are not near-white
@@ -86,6 +97,56 @@ def check_html(page: Path, min_images: int, must_contain: str) -> list[str]:
     return problems
 
 
+def _output_texts(notebook: dict) -> list[tuple[int, str]]:
+    """(cell index, text) of every output of an executed notebook: streams, errors, text/* data."""
+    texts = []
+    for index, cell in enumerate(notebook["cells"]):
+        for output in cell.get("outputs", []):
+            parts = [output.get("text", ""), output.get("evalue", ""), *output.get("traceback", [])]
+            parts += [value for kind, value in output.get("data", {}).items() if kind.startswith("text/")]
+            texts += [(index, "".join(part) if isinstance(part, list) else part) for part in parts]
+    return texts
+
+
+def machine_paths_in(text: str) -> list[str]:
+    found = [path for path in MACHINE_PATHS if path != "/" and path in text]
+    return found + [match.group(0) for match in ANY_MACHINE_PATH.finditer(text)]
+
+
+def check_notebook_page(name: str) -> list[str]:
+    """The reader's checks of one notebook page: its executed notebook in book/ and its HTML."""
+    problems = []
+    notebook = json.loads((ROOT / "book" / f"{name}.ipynb").read_text("utf-8"))
+    html = (HTML / "book" / f"{name}.html").read_text("utf-8")
+    command = f"papermill notebooks/{name}.ipynb book/{name}.ipynb"
+    text = unescape(re.sub(r"<[^>]+>", "", html))
+    if "Reproduce this page" not in text or command not in text:
+        problems.append(f"{name}: no 'Reproduce this page' line with `{command}`")
+    open_cells = [i for i, cell in enumerate(notebook["cells"]) if cell["cell_type"] == "code"
+                  and not {"hide-input", "remove-input", "remove-cell"} & set(cell["metadata"].get("tags", []))
+                  and not OPEN_CELLS & set(cell["metadata"].get("tags", []))]
+    if open_cells:
+        problems.append(f"{name}: code cells {open_cells} are not collapsed (hide-input)")
+    if "tag_hide-input" not in html:
+        problems.append(f"{name}: the HTML has no collapsed (hide-input) cell")
+    cells = re.findall(r"<t[dh][^>]*>\s*(?:NaN|nan)\s*</t[dh]>", html)
+    if cells:
+        problems.append(f"{name}: {len(cells)} table cells show NaN")
+    nan_cells, path_cells = set(), {}
+    for index, output in _output_texts(notebook):
+        if "\nNaN" in output or " NaN " in output or re.search(r"<td>\s*NaN\s*</td>", output):
+            nan_cells.add(index)
+        if paths := machine_paths_in(output):
+            path_cells.setdefault(index, paths[0])
+    if nan_cells:
+        problems.append(f"{name}: cells {sorted(nan_cells)} print NaN in an output")
+    for index, path in path_cells.items():
+        problems.append(f"{name}: cell {index}'s output shows the machine path {path!r}")
+    if paths := machine_paths_in(text):
+        problems.append(f"{name}: the page shows machine paths, e.g. {paths[0]!r}")
+    return problems
+
+
 def crop_and_check(path: Path) -> tuple[list[str], str]:
     """Cut the empty space between the end of the page's content and the footer (the window is
     taller than most pages) off the screenshot, then check that what is left is not blank."""
@@ -123,6 +184,11 @@ def main() -> None:
         found, summary = crop_and_check(shot)
         problems += found
         print(f"{name}: {shot.relative_to(ROOT)} ({summary})")
+    for name in NOTEBOOK_PAGES:
+        found = check_notebook_page(name)
+        problems += found
+        print(f"{name}: reproduce line, collapsed inputs, no NaN, no machine path: "
+              + ("ok" if not found else f"{len(found)} problem(s)"))
     if problems:
         sys.exit("book check failed:\n  " + "\n  ".join(problems))
     print("book check passed")

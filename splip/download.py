@@ -33,9 +33,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from tqdm.auto import tqdm
-
 from splip.io import sha256_of
+from splip.progress import tqdm
 
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 QUICKDRAW_URL = "https://storage.googleapis.com/quickdraw_dataset/full/simplified"

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from splip.data import ImageSet, SBIRDataset, collate_skip_unreadable
 from splip.data.dataset import fine_grained_gallery
 from splip.distributed import World, broadcast, gather_rows
 from splip.metrics import DEFAULT_CONVENTION, fine_grained_accuracy, generalized_zero_shot_sets, retrieval_metrics
 from splip.model import SpLIP
+from splip.progress import tqdm
 
 # The metrics each benchmark is reported with in the paper (§6), plus mAP@all everywhere. The
 # synthetic gallery holds under a hundred photos per split, hence P@10.

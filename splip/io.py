@@ -50,3 +50,18 @@ def sha256_of(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as outputs show it: relative to the working directory (the repository root in the
+    notebooks, the book and the command line) when it lies inside it or in a folder beside it (one
+    ``..``, e.g. ``../shared/data``), so executed notebooks and logs carry no absolute path of the
+    machine that wrote them; otherwise its last two parts after an ellipsis. Relative paths are
+    returned as given."""
+    path = Path(path)
+    if not path.is_absolute():
+        return str(path)
+    relative = Path(os.path.relpath(path, Path.cwd()))
+    if relative.parts.count("..") <= 1:
+        return str(relative)
+    return str(Path("…", *path.parts[-2:]))

@@ -12,8 +12,11 @@ Conventions shared by every function here:
   a stable sort of the negated similarities; ``-0.0`` and ``+0.0`` tie).
 - A gallery item is relevant to a query when their labels are equal.
 - All values are fractions in [0, 1], not percent.
-- Queries are processed in chunks of rows, so the full ``(Q, G)`` similarity matrix is never held;
-  peak extra memory is roughly ``20 bytes * chunk_size * G`` (about 0.7 GB by default).
+- Queries are processed in chunks of rows, so the full ``(Q, G)`` similarity matrix is never held.
+  Peak extra memory is roughly ``4 bytes * chunk_size * G`` on CPU (the chunk's similarities, 128 MiB
+  by default, plus a few MB per thread) and ``25 bytes * chunk_size * G`` on a GPU (int64 keys and
+  the values and indices of their sort). On CPU the chunk is ranked in blocks of rows spread over
+  ``torch.get_num_threads()`` threads.
 
 Metric conventions (``convention=``; :data:`METRIC_CONVENTIONS`), named after the public code that
 defined them and read from it (R = relevant items in the whole gallery, K = cut-off):
@@ -43,12 +46,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+
+from splip.progress import tqdm
 
 __all__ = [
     "DEFAULT_CONVENTION",
@@ -75,7 +80,7 @@ METRIC_CONVENTIONS: dict[str, str] = {
 DEFAULT_CONVENTION = "sem-pcyc"
 
 _NORM_TOLERANCE = 1e-2
-# Default chunk = this many similarity entries (~2**25 * 20 bytes ~ 0.7 GB peak); 619 rows for
+# Default chunk = this many similarity entries (2**25 * 4 bytes = 128 MiB on CPU); 619 rows for
 # QuickDraw-Extended's 54,151-photo gallery.
 _CHUNK_ELEMENTS = 2**25
 _METRIC_NAME = re.compile(r"^(map|p)@(all|[1-9][0-9]*)$")
@@ -152,13 +157,14 @@ def _chunks(
         yield slice(start, min(start + chunk_size, n_query))
 
 
-def _ranked_gallery_indices(sim: Tensor) -> Tensor:
-    """``(C, G)`` float32 similarities (consumed) -> ``(C, G)`` gallery indices in rank order.
+def _ranked_gallery_indices(sim: Tensor, depth: int | None = None) -> Tensor:
+    """``(C, G)`` float32 similarities (consumed) -> ``(C, depth)`` gallery indices of ranks 1..depth.
 
-    Each (similarity, index) pair is packed into one int64 key whose ascending order is "similarity
-    descending, then index ascending". Keys are unique, so any sort gives this exact order; that lets
-    the CPU use numpy's SIMD sort, ~10x faster than torch's stable sort.
+    ``depth=None`` ranks the whole gallery. Each (similarity, index) pair is packed into one int64
+    key whose ascending order is "similarity descending, then index ascending"; keys are unique, so
+    any sort or top-k selection gives this exact order. Torch ops only, on the tensor's device.
     """
+    depth = sim.shape[1] if depth is None else depth
     sim.add_(0.0)  # turns -0.0 into +0.0 so the two tie
     bits = sim.view(torch.int32)  # (C, G) IEEE-754 patterns
     # Classic order-preserving float->int map: flip the magnitude bits of negative numbers.
@@ -168,11 +174,25 @@ def _ranked_gallery_indices(sim: Tensor) -> Tensor:
     keys = bits.to(torch.int64)  # (C, G)
     del sim, bits  # callers pass a temporary, so this frees the float32 matrix early
     keys.neg_().mul_(2**32).add_(torch.arange(keys.shape[1], device=keys.device))
-    if keys.is_cuda:
-        keys = torch.sort(keys, dim=1).values
+    if depth < keys.shape[1]:
+        keys = torch.topk(keys, depth, dim=1, largest=False, sorted=True).values  # (C, depth)
     else:
-        keys.numpy().sort(axis=1)  # in place on the tensor's memory
+        keys = torch.sort(keys, dim=1).values
     return keys.bitwise_and_(0xFFFFFFFF)  # low 32 bits = gallery index
+
+
+def _torch_hits(query: Tensor, gallery: Tensor, q_codes: Tensor, g_codes: Tensor,
+                depth: int) -> tuple[Tensor, Tensor]:
+    """Hits of a chunk with torch ops on ``gallery``'s device (the path for GPUs).
+
+    ``query`` ``(C, D)`` and ``gallery`` ``(G, D)`` float32 embeddings, ``q_codes`` ``(C,)`` and
+    ``g_codes`` ``(G,)`` label codes, all on that device. Returns ``(row, rank - 1)`` of every relevant
+    item ranked within the top ``depth``, ordered by row, then rank (int64, on the device).
+    """
+    relevant = q_codes[:, None] == g_codes[None, :]  # (C, G), gallery order
+    order = _ranked_gallery_indices(query @ gallery.T, depth)  # (C, depth)
+    row, col = relevant.gather(1, order).nonzero(as_tuple=True)  # (H,), (H,)
+    return row, col
 
 
 def _parse_metrics(metrics: Sequence[str], n_gallery: int) -> list[tuple[str, str, int | None]]:
@@ -197,33 +217,174 @@ def _parse_metrics(metrics: Sequence[str], n_gallery: int) -> list[tuple[str, st
     return parsed
 
 
-def _value_ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(H,)`` floats -> (rank of each value, values in ascending order): ``ascending[rank] == values``.
-
-    Ranks are distinct int64 in [0, H) and order-preserving, so integer keys built on them can be
-    max-scanned exactly (adding an offset to the floats themselves would round them).
-    """
-    by_value = np.argsort(values)  # (H,)
-    rank = np.empty(values.size, dtype=np.int64)
-    rank[by_value] = np.arange(values.size)
-    return rank, values[by_value]
-
-
-def _interpolated_precision(rank: np.ndarray, ascending: np.ndarray, hit_row: np.ndarray,
+def _interpolated_precision(precision: np.ndarray, hit_row: np.ndarray, hit_number: np.ndarray,
                             n_rows: int) -> np.ndarray:
     """VOC-interpolated precision at each hit: max of P over that hit and the later hits of its row.
 
-    ``rank`` (H,): :func:`_value_ranks` of P at each hit; hits are grouped by row (``hit_row``
-    non-decreasing) and in rank order within a row. The max over the later *positions* of the row
-    (what VOCap's right-to-left max takes) equals the max over its later *hits*, because P only
-    falls between hits. One reversed running max over the whole array gives every row's suffix max
-    at once: a row's keys are offset above all keys of the rows after it, so a running max never
-    carries across a row boundary.
+    ``precision`` (H,): P at each hit; ``hit_row`` (H,): its row; ``hit_number`` (H,): how many hits
+    of its row come before it (hits of a row in rank order). The max over the later *positions* of
+    the row (what VOCap's right-to-left max takes) equals the max over its later *hits*, because P
+    only falls between hits. Laid out as a ``(C, W)`` table, one row per query and 0 (below every
+    P) after a row's last hit, one right-to-left running max along the rows gives all of them.
     """
-    span = ascending.size + 1
-    offset = (n_rows - hit_row) * span  # (H,) larger for earlier rows, which the reversed scan meets last
-    suffix_max = np.maximum.accumulate((rank + offset)[::-1])[::-1]  # (H,)
-    return ascending[suffix_max - offset]
+    width = int(hit_number.max()) + 1 if hit_number.size else 1
+    flat = hit_row * width + hit_number  # (H,) position in the table
+    table = np.zeros((n_rows, width))  # (C, W)
+    table.flat[flat] = precision
+    right_to_left = table[:, ::-1]
+    np.maximum.accumulate(right_to_left, axis=1, out=right_to_left)
+    return table.flat[flat]  # (H,)
+
+
+def _metrics_from_hits(hit_row: np.ndarray, hit_col: np.ndarray, n_relevant: np.ndarray,
+                       parsed: list[tuple[str, str, int | None]], convention: str) -> dict[str, np.ndarray]:
+    """Each parsed metric for a chunk of C queries, from its hits (see :func:`per_query_retrieval_metrics`).
+
+    ``hit_row``, ``hit_col`` ``(H,)``: query row and rank - 1 of every relevant item ranked within the
+    deepest cut-off the metrics need, ordered by row, then rank; ``n_relevant`` ``(C,)``: R of each query.
+    """
+    n_rows = n_relevant.size
+    # Hits of a row come in rank order, so a hit's running count within its row is the number of
+    # relevant items at ranks 1..k.
+    hits_per_row = np.bincount(hit_row, minlength=n_rows)  # (C,)
+    row_start = np.cumsum(hits_per_row) - hits_per_row
+    hit_number = np.arange(hit_row.size) - row_start[hit_row]  # (H,) earlier hits of the same row
+    precision_at_hit = (hit_number + 1) / (hit_col + 1.0)  # (H,)
+    out = {}
+    for name, kind, k in parsed:
+        keep = slice(None) if k is None else hit_col < k  # top-K hits: a prefix of each row's hits
+        if kind == "p" and convention == "zse":
+            cutoff = np.minimum(k, n_relevant)  # (C,)
+            hits_in_cutoff = np.bincount(hit_row[hit_col < cutoff[hit_row]], minlength=n_rows)  # (C,)
+            out[name] = np.divide(hits_in_cutoff, cutoff, out=np.full(n_rows, np.nan), where=cutoff > 0)
+            continue
+        hits_in_top = np.bincount(hit_row[keep], minlength=n_rows)  # (C,)
+        if kind == "p":
+            out[name] = hits_in_top / k
+            continue
+        if convention == "sem-pcyc":
+            ap_sum = np.bincount(hit_row[keep], weights=precision_at_hit[keep], minlength=n_rows)  # (C,)
+            denominator = n_relevant if k is None else hits_in_top
+            out[name] = np.divide(ap_sum, denominator, out=np.zeros(n_rows), where=denominator > 0)
+            continue
+        # Interpolate within the top K only: hits after rank K must not raise precision.
+        interpolated = _interpolated_precision(precision_at_hit[keep], hit_row[keep], hit_number[keep],
+                                               n_rows)  # (H_K,)
+        ap_sum = np.bincount(hit_row[keep], weights=interpolated, minlength=n_rows)  # (C,)
+        denominator = n_relevant if k is None else np.minimum(k, n_relevant)
+        out[name] = np.divide(ap_sum, denominator, out=np.full(n_rows, np.nan),
+                              where=denominator > 0)  # NaN: R = 0, left out of the mean
+    return out
+
+
+# Similarity entries per CPU block, the unit of work of one thread: small enough for a core's
+# cache and to spread a chunk over the threads, large enough to amortise numpy's per-call cost.
+_BLOCK_ELEMENTS = 2**19
+# A block with more tie groups to repair than this many per row is ranked with int64 keys instead:
+# each group costs a scan of a gallery row. Float32 similarities tie by chance (the benchmark's
+# embeddings give 1.4 groups per row at G = 54,151); quantised embeddings can give hundreds.
+_MAX_TIE_GROUPS_PER_ROW = 4
+
+
+def _order_preserving_int32(bits: np.ndarray) -> np.ndarray:
+    """IEEE-754 float32 patterns as int32 -> int32 that rises with the float (a new array).
+
+    Equal floats give equal values (pass ``-0.0`` as ``+0.0``). The map is its own inverse. For
+    ``|x| < 2`` (similarities of unit rows) the values lie in ``[-2**30, 2**30)``: a bit is free.
+    """
+    # Classic order-preserving float->int map: flip the magnitude bits of negative numbers.
+    value = np.right_shift(bits, 31)
+    np.bitwise_and(value, 0x7FFFFFFF, out=value)
+    np.bitwise_xor(value, bits, out=value)
+    return value
+
+
+def _exact_block_hits(sim: np.ndarray, relevant: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_block_hits` with int64 keys ``~value << 32 | index << 1 | relevant``: unique and in
+    rank order, so ties need no repair, but their sort takes about twice as long as int32 keys'."""
+    keys = np.left_shift(~_order_preserving_int32(sim.view(np.int32)).astype(np.int64), 32)  # (B, G)
+    keys |= np.arange(sim.shape[1], dtype=np.int64) << 1
+    keys |= relevant
+    keys.sort(axis=1)
+    return np.nonzero(keys[:, :depth] & 1)
+
+
+def _block_hits(sim: np.ndarray, q_codes: np.ndarray, g_codes: np.ndarray,
+                depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(B, G)`` float32 similarities (consumed) -> ``(row, rank - 1)`` of every relevant item
+    ranked within the top ``depth``, ordered by row, then rank (numpy, CPU).
+
+    ``q_codes`` ``(B,)`` and ``g_codes`` ``(G,)``: label codes. Each item's key is the int32
+    ``2 * ~value + relevant`` (``value`` from :func:`_order_preserving_int32`), so one int32 sort
+    (numpy's SIMD sort, about twice as fast as for int64) orders similarities descending and the
+    lowest bit marks the relevant items, with no gather. Only ties are left: the sort puts a
+    similarity's irrelevant items before its relevant ones, whereas the ranking orders them by
+    gallery index. Each such mixed tie group is repaired from its members, found by scanning the row
+    for its similarity: in gallery-index order they take the group's ranks one after the other.
+    """
+    n_rows, n_gallery = sim.shape
+    relevant = q_codes[:, None] == g_codes[None, :]  # (B, G)
+    np.add(sim, 0.0, out=sim)  # turns -0.0 into +0.0 so the two tie
+    bits = sim.view(np.int32)  # (B, G)
+    # 2 * ~value + relevant: value and bits ^ (bits >> 31) differ only in the sign bit (the magnitude
+    # bits of negatives flipped either way), which the shift drops.
+    keys = np.right_shift(bits, 31)  # (B, G)
+    np.bitwise_xor(keys, bits, out=keys)
+    np.invert(keys, out=keys)
+    np.left_shift(keys, 1, out=keys)
+    np.add(keys, relevant, out=keys)
+    keys.sort(axis=1)
+    flat_keys = keys.ravel()  # (B * G,)
+    is_hit = np.empty(flat_keys.size, dtype=np.bool_)
+    np.bitwise_and(flat_keys, 1, out=is_hit, casting="unsafe")  # one pass, no int32 temporary
+    hits = np.flatnonzero(is_hit)  # (H,) by row, then rank
+    row, col = np.divmod(hits, n_gallery)  # (H,), (H,)
+    key = flat_keys[hits]  # (H,)
+    # A mixed group's first relevant item directly follows an irrelevant item of its similarity
+    # (key - 1). Groups that start below rank `depth` are left alone.
+    first = (col > 0) & (flat_keys[hits - 1] == key - 1)
+    if depth < n_gallery:
+        first &= flat_keys[row * n_gallery + depth - 1] >= key - 1
+    group_hit = np.flatnonzero(first)  # (M,) index into the hits of each group's first one
+    if group_hit.size > _MAX_TIE_GROUPS_PER_ROW * n_rows:
+        return _exact_block_hits(sim, relevant, depth)
+    if group_hit.size:
+        group_row = row[group_hit]  # (M,)
+        group_bits = _order_preserving_int32(~(key[group_hit] >> 1))  # (M,) the group's similarity
+        members = np.flatnonzero(bits[group_row] == group_bits[:, None])  # (N,)
+        member_group, member_col = np.divmod(members, n_gallery)  # (N,), (N,) by group, then index
+        member_relevant = relevant[group_row[member_group], member_col]  # (N,)
+        size = np.bincount(member_group, minlength=group_hit.size)  # (M,)
+        n_relevant = np.bincount(member_group[member_relevant], minlength=group_hit.size)  # (M,)
+        start = col[group_hit] - (size - n_relevant)  # (M,) rank - 1 of the group's first item
+        member_start = np.cumsum(size) - size  # (M,)
+        member_rank = start[member_group] + np.arange(members.size) - member_start[member_group]  # (N,)
+        # The group's relevant items are consecutive hits from its first one on, in an arbitrary
+        # order among themselves; only their set of ranks matters, so assign them in index order.
+        relevant_members = np.flatnonzero(member_relevant)  # (N_rel,)
+        relevant_group = member_group[relevant_members]
+        relevant_start = np.cumsum(n_relevant) - n_relevant  # (M,)
+        into = group_hit[relevant_group] + np.arange(relevant_members.size) - relevant_start[relevant_group]
+        col[into] = member_rank[relevant_members]
+    keep = col < depth
+    return row[keep], col[keep]
+
+
+def _cpu_chunk_metrics(sim: np.ndarray, q_codes: np.ndarray, g_codes: np.ndarray, n_relevant: np.ndarray,
+                       depth: int, parsed: list[tuple[str, str, int | None]], convention: str,
+                       pool: ThreadPoolExecutor) -> dict[str, np.ndarray]:
+    """Each parsed metric for a CPU chunk ``(C, G)`` float32 (consumed), in blocks of rows spread over
+    ``pool``'s threads (numpy's sort and ufuncs release the GIL). ``(C,)`` float64 arrays."""
+    n_rows, n_gallery = sim.shape
+    block = max(1, _BLOCK_ELEMENTS // n_gallery)
+
+    def block_metrics(start: int) -> dict[str, np.ndarray]:
+        rows = slice(start, start + block)
+        hit_row, hit_col = _block_hits(sim[rows], q_codes[rows], g_codes, depth)
+        return _metrics_from_hits(hit_row, hit_col, n_relevant[rows], parsed, convention)
+
+    blocks = list(pool.map(block_metrics, range(0, n_rows, block)))
+    return {name: np.concatenate([values[name] for values in blocks]) for name, _, _ in parsed}
 
 
 def per_query_retrieval_metrics(
@@ -268,50 +429,35 @@ def per_query_retrieval_metrics(
         raise ValueError(f"query_emb has dimension {query.shape[1]} but gallery_emb has {gallery.shape[1]}.")
     n_query, n_gallery = query.shape[0], gallery.shape[0]
     parsed = _parse_metrics(metrics, n_gallery)
-    q_codes, g_codes = _label_codes(query_labels, gallery_labels, n_query, n_gallery, device)
+    q_np, g_np = _joint_label_codes(query_labels, gallery_labels, n_query, n_gallery)  # (Q,), (G,)
+    n_relevant_all = np.bincount(g_np, minlength=int(q_np.max()) + 1)[q_np]  # (Q,) R of each query
+    on_cpu = device.type == "cpu"
+    if on_cpu:  # int32 codes: the (B, G) relevance comparisons read half the bytes
+        q_codes, g_codes = q_np.astype(np.int32), g_np.astype(np.int32)
+    else:
+        q_codes, g_codes = torch.as_tensor(q_np, device=device), torch.as_tensor(g_np, device=device)
     # Relevance is only needed down to the deepest rank any metric looks at.
     depth = max(n_gallery if k is None else k for _, _, k in parsed)
-    interpolate = convention != "sem-pcyc" and any(kind == "map" for _, kind, _ in parsed)
 
     out = {name: np.zeros(n_query) for name, _, _ in parsed}
-    for rows in _chunks(n_query, n_gallery, chunk_size, progress, "retrieval metrics"):
-        relevant = q_codes[rows, None] == g_codes[None, :]  # (C, G), gallery order
-        n_relevant = relevant.sum(dim=1).cpu().numpy()  # (C,) R of each query
-        order = _ranked_gallery_indices(query[rows].to(device) @ gallery.T)[:, :depth]  # (C, depth)
-        ranked_relevant = relevant.gather(1, order)  # (C, depth), rank order
-        del order, relevant
-        # Hits of a row come out in rank order, so a hit's running count within its row is the
-        # number of relevant items at ranks 1..k.
-        hit_row, hit_col = (t.cpu().numpy() for t in ranked_relevant.nonzero(as_tuple=True))  # (H,), (H,)
-        n_rows = ranked_relevant.shape[0]
-        hits_per_row = np.bincount(hit_row, minlength=n_rows)  # (C,)
-        row_start = np.cumsum(hits_per_row) - hits_per_row
-        precision_at_hit = (np.arange(hit_row.size) - row_start[hit_row] + 1) / (hit_col + 1.0)  # (H,)
-        if interpolate:
-            rank, ascending = _value_ranks(precision_at_hit)  # (H,), (H,)
-        for name, kind, k in parsed:
-            keep = slice(None) if k is None else hit_col < k  # top-K hits: a prefix of each row's hits
-            if kind == "p" and convention == "zse":
-                cutoff = np.minimum(k, n_relevant)  # (C,)
-                hits_in_cutoff = np.bincount(hit_row[hit_col < cutoff[hit_row]], minlength=n_rows)  # (C,)
-                out[name][rows] = np.divide(hits_in_cutoff, cutoff, out=np.full(n_rows, np.nan),
-                                            where=cutoff > 0)
-                continue
-            hits_in_top = np.bincount(hit_row[keep], minlength=n_rows)  # (C,)
-            if kind == "p":
-                out[name][rows] = hits_in_top / k
-                continue
-            if convention == "sem-pcyc":
-                ap_sum = np.bincount(hit_row[keep], weights=precision_at_hit[keep], minlength=n_rows)  # (C,)
-                denominator = n_relevant if k is None else hits_in_top
-                out[name][rows] = np.divide(ap_sum, denominator, out=np.zeros(n_rows), where=denominator > 0)
-                continue
-            # Interpolate within the top K only: hits after rank K must not raise precision.
-            interpolated = _interpolated_precision(rank[keep], ascending, hit_row[keep], n_rows)  # (H_K,)
-            ap_sum = np.bincount(hit_row[keep], weights=interpolated, minlength=n_rows)  # (C,)
-            denominator = n_relevant if k is None else np.minimum(k, n_relevant)
-            out[name][rows] = np.divide(ap_sum, denominator, out=np.full(n_rows, np.nan),
-                                        where=denominator > 0)  # NaN: R = 0, left out of the mean
+    buffer = None
+    with ThreadPoolExecutor(max_workers=torch.get_num_threads()) as pool:
+        for rows in _chunks(n_query, n_gallery, chunk_size, progress, "retrieval metrics"):
+            n_rows = rows.stop - rows.start
+            if not on_cpu:
+                hit_row, hit_col = _torch_hits(query[rows].to(device), gallery, q_codes[rows], g_codes, depth)
+                chunk = _metrics_from_hits(hit_row.cpu().numpy(), hit_col.cpu().numpy(), n_relevant_all[rows],
+                                           parsed, convention)
+            else:
+                if buffer is None:  # the first chunk is the largest
+                    buffer = torch.empty((n_rows, n_gallery), dtype=torch.float32)
+                # The values of query[rows] @ gallery.T, written into one reused (C, G) matrix: a
+                # fresh one per chunk would cost its page faults on every chunk.
+                sim = torch.mm(query[rows].to(device), gallery.T, out=buffer[:n_rows])  # (C, G)
+                chunk = _cpu_chunk_metrics(sim.numpy(), q_codes[rows], g_codes, n_relevant_all[rows], depth,
+                                           parsed, convention, pool)
+            for name, values in chunk.items():
+                out[name][rows] = values
     return out
 
 

@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from splip.metrics import DEFAULT_CONVENTION
+from splip.io import display_path
+from splip.tables import with_missing_note
 from splip.pretrain import SYNTHETIC_PHOTOS
 
 PAPER_COLUMN = "paper (ECCV'24, ViT-B/32 OpenAI, real data)"
@@ -171,7 +173,7 @@ def comparison_table(runs: Mapping[str, Mapping[str, float]], dataset: str,
     ZS, GZS, FG. Columns: "<label> (%)" per run, :data:`PAPER_COLUMN` (SpLIP), with `baselines` one
     column per other method the paper reports on `dataset`, and "paper source" (the table a number comes
     from, or why there is none), and "metric convention": ours (`convention`, splip.metrics) and the
-    paper's, which the paper does not state. A missing number is NaN; nothing is invented: for a
+    paper's, which the paper does not state. A missing number is NaN (a dash in the notebooks, splip.tables); nothing is invented: for a
     dataset the paper does not cover, every paper cell is NaN and "paper source" says so.
     """
     methods = ["SpLIP"]
@@ -196,7 +198,8 @@ def comparison_table(runs: Mapping[str, Mapping[str, float]], dataset: str,
     table["metric convention"] = [
         "Acc@K: rank of the source photo (no variants)" if k.startswith("fg/")
         else f"ours: {convention}; paper: not stated" for k in keys]
-    return table.round(2)
+    return with_missing_note(table.round(2), "no value: the paper reports no such number for this dataset (see "
+                             "\"paper source\"), or the run has no such metric")
 
 
 def paper_table(setting: str = "zs") -> pd.DataFrame:
@@ -214,7 +217,7 @@ def paper_table(setting: str = "zs") -> pd.DataFrame:
     frame = pd.DataFrame([[source[m].get(d, {}).get(k, np.nan) for d, k in columns] for m in source],
                          index=pd.Index(list(source), name="method"),
                          columns=pd.MultiIndex.from_tuples(columns, names=["dataset", "metric"]))
-    return frame
+    return with_missing_note(frame, "not reported in the paper")
 
 
 def ablation_table(table: str | None = None) -> pd.DataFrame:
@@ -229,7 +232,7 @@ def ablation_table(table: str | None = None) -> pd.DataFrame:
     frame = pd.DataFrame([[r.metrics.get(k, np.nan) for k in keys] for r in rows],
                          index=pd.Index([r.name for r in rows], name="setting"), columns=keys)
     frame["source"] = f"paper, Sketchy-2, {UNVERIFIED}"
-    return frame
+    return with_missing_note(frame, "not reported in the paper for this setting")
 
 
 def _openai_weights(weights: str) -> bool:
@@ -243,7 +246,7 @@ def provenance_note(run: Mapping[str, Any]) -> str:
     `run` is :meth:`splip.train.Trainer.run_info` (also stored as "run" in a metrics.json).
     """
     config = run.get("config", {})
-    weights = f"`{run['weights']}`"
+    weights = f"`{display_path(run['weights'])}`"
     if config.get("pretrained") == SYNTHETIC_PHOTOS:
         weights += " (pretrained by this project on the synthetic photos, never on a sketch: splip.pretrain)"
     lines = [

@@ -9,10 +9,15 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
+import splip.metrics as metrics_module
 from splip.metrics import (
     DEFAULT_CONVENTION,
     METRIC_CONVENTIONS,
+    _block_hits,
+    _metrics_from_hits,
+    _parse_metrics,
     _ranked_gallery_indices,
+    _torch_hits,
     fine_grained_accuracy,
     generalized_zero_shot_sets,
     mean_average_precision,
@@ -295,6 +300,143 @@ def test_interpolated_ap_is_at_least_step_ap(seed: int) -> None:
     step = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, ("map@all",))["map@all"]
     voc = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, ("map@all",), convention="zse")["map@all"]
     assert np.all(voc >= step - 1e-15) and np.any(voc > step + 1e-3)
+
+
+def reference_metrics(scores: np.ndarray, relevant: np.ndarray, names: tuple[str, ...],
+                      convention: str) -> dict[str, np.ndarray]:
+    """Independent full-sort reference: each row ranked by np.lexsort (similarity descending, then
+    gallery index), then every definition applied to the whole ranked relevance table."""
+    n_gallery = scores.shape[1]
+    order = np.lexsort((np.broadcast_to(np.arange(n_gallery), scores.shape), -scores), axis=-1)
+    ranked = np.take_along_axis(relevant, order, axis=1)  # (Q, G) relevance in rank order
+    hits = np.cumsum(ranked, axis=1)  # (Q, G) relevant items in ranks 1..k
+    precision = hits / np.arange(1, n_gallery + 1)  # (Q, G) P(k)
+    n_total = hits[:, -1]  # (Q,) R
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for name in names:
+            kind, k = name.split("@")
+            cut = n_gallery if k == "all" else int(k)
+            hits_in_top = hits[:, cut - 1]
+            if kind == "p" and convention == "zse":
+                m = np.minimum(cut, n_total)
+                out[name] = np.where(m > 0, hits[np.arange(len(m)), np.maximum(m - 1, 0)] / m, np.nan)
+            elif kind == "p":
+                out[name] = hits_in_top / cut
+            elif convention == "sem-pcyc":
+                denominator = n_total if k == "all" else hits_in_top
+                ap_sum = (precision[:, :cut] * ranked[:, :cut]).sum(axis=1)
+                out[name] = np.where(denominator > 0, ap_sum / denominator, 0.0)
+            else:  # VOC: precision envelope from the right over every position of the top `cut`
+                envelope = np.maximum.accumulate(precision[:, :cut][:, ::-1], axis=1)[:, ::-1]
+                denominator = np.minimum(cut, n_total)
+                ap_sum = (envelope * ranked[:, :cut]).sum(axis=1)
+                out[name] = np.where(denominator > 0, ap_sum / denominator, np.nan)
+    return out
+
+
+def test_reference_metrics_match_brute_force() -> None:
+    # The vectorised reference against the pure-Python one, ties included.
+    rng = np.random.default_rng(5)
+    scores = rng.integers(-3, 4, size=(9, 40)) / 32
+    relevant = rng.integers(0, 4, size=(9, 1)) == rng.integers(0, 3, size=(1, 40))  # some rows R = 0
+    names = ("map@all", "map@1", "map@6", "map@40", "p@1", "p@6", "p@40")
+    for convention in CONVENTIONS:
+        got = reference_metrics(scores, relevant, names, convention)
+        for name in names:
+            kind, k = name.split("@")
+            k = None if k == "all" else int(k)
+            expected = [brute_force(scores[i], relevant[i], k, convention)[0 if kind == "map" else 1]
+                        for i in range(9)]
+            np.testing.assert_allclose(got[name], expected, rtol=1e-12, atol=1e-15,
+                                       err_msg=f"{name} {convention}")
+
+
+LARGE_NAMES = ("map@all", "map@1", "map@7", "map@100", "map@2500", "p@1", "p@7", "p@100", "p@2500")
+
+
+def large_tie_case(levels: int, seed: int) -> tuple[np.ndarray, ...]:
+    """150 queries x 2,500 gallery items whose float32 similarities take 2 * levels + 1 values
+    (exact in float32 for levels <= 2**20).
+
+    Labels: 8 frequent classes, one with 3 items (K > R) and one query label absent from the
+    gallery (R = 0). Returns query, gallery (embed_scores), the exact float32 similarities and labels.
+    """
+    rng = np.random.default_rng(seed)
+    n_query, n_gallery = 150, 2500
+    scores = rng.integers(-levels, levels + 1, size=(n_query, n_gallery)) / (16 * levels)
+    query, gallery = embed_scores(scores)
+    g_labels = rng.integers(0, 8, n_gallery)
+    g_labels[:3] = 8
+    q_labels = rng.integers(0, 10, n_query)  # 9: no gallery item
+    q_labels[:3] = [8, 9, 0]
+    exact = gallery[:, :n_query].T.astype(np.float64)  # (Q, G) what q @ g.T gives in float32
+    return query, gallery, exact, q_labels, g_labels
+
+
+@pytest.mark.parametrize("levels", [2, 40, 2**20])  # ties everywhere, often, a few per row
+@pytest.mark.parametrize("tie_groups_per_row", [0, 4, 10**9])  # always int64 keys, default, always repair
+def test_cpu_path_matches_full_sort_reference_on_large_tie_cases(
+    levels: int, tie_groups_per_row: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    query, gallery, exact, q_labels, g_labels = large_tie_case(levels, seed=levels)
+    relevant = q_labels[:, None] == g_labels[None, :]
+    n_relevant = relevant.sum(axis=1)
+    assert (n_relevant == 0).any() and (n_relevant == 3).any() and (n_relevant > 100).any()
+    monkeypatch.setattr(metrics_module, "_MAX_TIE_GROUPS_PER_ROW", tie_groups_per_row)
+    monkeypatch.setattr(metrics_module, "_BLOCK_ELEMENTS", 7 * 2500)  # 7 rows per block
+    for convention in CONVENTIONS:
+        expected = reference_metrics(exact, relevant, LARGE_NAMES, convention)
+        got = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, LARGE_NAMES, convention,
+                                          chunk_size=64)
+        for name in LARGE_NAMES:
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-12, atol=1e-15,
+                                       err_msg=f"{name} {convention} levels={levels}")
+        top_only = ("map@7", "p@100")  # no map@all: ranks below 100 are never looked at
+        got = per_query_retrieval_metrics(query, q_labels, gallery, g_labels, top_only, convention)
+        for name in top_only:
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-12, atol=1e-15,
+                                       err_msg=f"{name} {convention} levels={levels}")
+
+
+@pytest.mark.parametrize("levels", [2, 40, 2**20])
+def test_torch_path_matches_full_sort_reference_on_large_tie_cases(levels: int) -> None:
+    # The GPU path, run here on CPU tensors.
+    query, gallery, exact, q_labels, g_labels = large_tie_case(levels, seed=levels)
+    relevant = q_labels[:, None] == g_labels[None, :]
+    for depth in (exact.shape[1], 100):
+        names = LARGE_NAMES if depth == exact.shape[1] else ("map@7", "p@100")
+        hit_row, hit_col = _torch_hits(torch.from_numpy(query), torch.from_numpy(gallery),
+                                       torch.from_numpy(q_labels), torch.from_numpy(g_labels), depth)
+        parsed = _parse_metrics(names, exact.shape[1])
+        for convention in CONVENTIONS:
+            got = _metrics_from_hits(hit_row.numpy(), hit_col.numpy(), relevant.sum(axis=1), parsed,
+                                     convention)
+            expected = reference_metrics(exact, relevant, names, convention)
+            for name in names:
+                np.testing.assert_allclose(got[name], expected[name], rtol=1e-12, atol=1e-15,
+                                           err_msg=f"{name} {convention} levels={levels} depth={depth}")
+
+
+@pytest.mark.parametrize("tie_groups_per_row", [0, 10**9])
+def test_cpu_ranking_handles_signs_tiny_values_and_signed_zeros(
+    tie_groups_per_row: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Similarities fed to the CPU ranking directly: -0.0 ties +0.0, tiny values keep their order.
+    monkeypatch.setattr(metrics_module, "_MAX_TIE_GROUPS_PER_ROW", tie_groups_per_row)
+    values = [0.0, -0.5, -0.0, 0.5, -0.0, 1e-30, -1e-30, 0.5, -1.0, 0.0, 1e-30, 1.0]
+    rows = np.array([values, values[::-1], values[3:] + values[:3]], dtype=np.float32)  # (3, 12)
+    g_codes = np.array([0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1, 1])
+    q_codes = np.array([0, 1, 1])
+    for depth in (12, 5):
+        hit_row, hit_col = _block_hits(rows.copy(), q_codes, g_codes, depth)
+        expected_row, expected_col = [], []
+        for i, vals in enumerate(rows.tolist()):
+            order = sorted(range(12), key=lambda j: (-vals[j], j))
+            ranks = [r for r, j in enumerate(order) if g_codes[j] == q_codes[i] and r < depth]
+            expected_row += [i] * len(ranks)
+            expected_col += ranks
+        assert hit_row.tolist() == expected_row and hit_col.tolist() == expected_col, depth
 
 
 @pytest.mark.parametrize("ties", [False, True])

@@ -29,6 +29,7 @@ from splip.data.images import FileSource, ImageSet
 from splip.data.quickdraw import QuickDrawSource, read_drawings
 from splip.data.tinyimagenet import TINY_IMAGENET_SPLITS, tiny_imagenet_files
 from splip.download import download_quickdraw, download_tiny_imagenet, download_tu_berlin
+from splip.io import display_path
 
 QUICKDRAW_SKETCHES_PER_CLASS = 25  # what ../shared/data holds: the first 25 drawings of each category
 _LAYOUT = """  <root>/tiny-imagenet-200/  (wnids.txt, words.txt, train/, val/)
@@ -137,7 +138,7 @@ def load_quickdraw_mini(root: Path, image_size: int = 64, val_fraction: float = 
         **split_sets(sketches, photos, train_ids, val_ids, unseen_ids), fg_source_photo=None,
         source=(f"QuickDraw simplified drawings (first {sketches_per_class} per category, rendered) against Tiny "
                 f"ImageNet photos (train split for training classes, val split for validation and unseen ones), class map "
-                f"splip/splits/mini_class_map.tsv, from {root}"),
+                f"splip/splits/mini_class_map.tsv, from {display_path(root)}"),
     )
 
 
@@ -158,5 +159,5 @@ def load_tuberlin_mini(root: Path, image_size: int = 64) -> SBIRDataset:
         name="tuberlin-mini", classes=names, train_ids=[], val_ids=[], unseen_ids=all_ids,
         **split_sets(sketches, photos, [], [], all_ids), fg_source_photo=None,
         source=f"TU-Berlin sketches against Tiny ImageNet val photos (test only), class map "
-               f"splip/splits/mini_class_map.tsv, from {root}",
+               f"splip/splits/mini_class_map.tsv, from {display_path(root)}",
     )

@@ -12,6 +12,7 @@ import numpy as np
 from splip.data.dataset import SBIRDataset, choose_val_classes, positions_of_keys, split_sets
 from splip.data.errors import DatasetNotFoundError, not_found_message
 from splip.data.images import FileSource, ImageSet
+from splip.io import display_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -238,5 +239,5 @@ def load_official(name: str, root: Path, image_size: int, val_fraction: float, s
     fg = _fine_grained_fields(sketches, photos, sets) if layout.fine_grained else {"fg_source_photo": None}
     return SBIRDataset(
         name=name, classes=classes, train_ids=train_ids, val_ids=val_ids, unseen_ids=unseen_ids,
-        source=f"{layout.title}, read from {base}", synthetic=False, **sets, **fg,
+        source=f"{layout.title}, read from {display_path(base)}", synthetic=False, **sets, **fg,
     )
