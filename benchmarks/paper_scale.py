@@ -374,7 +374,7 @@ def make_rows(measurements: list[Measurement], flops: dict[tuple[str, bool], dic
         row.max_micro_batch = tuple(largest_micro_batch(row, budget) for budget in BUDGETS_GB)
         plain = by_key.get((row.preset, False, row.dtype))
         if row.checkpointing and plain is not None:
-            if plain.seconds_per_triplet > 0:
+            if plain.seconds_per_triplet > 0 and row.seconds_per_triplet > 0:  # else noise won
                 row.ratio_per_triplet = row.seconds_per_triplet / plain.seconds_per_triplet
             row.ratio_step = row.step_seconds / plain.step_seconds
             if row.gflops_per_triplet and plain.gflops_per_triplet:

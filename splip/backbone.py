@@ -5,6 +5,7 @@ layer by layer and never edits them.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,50 @@ class WeightsNotFoundError(FileNotFoundError):
     """CLIP weights that cannot be found, downloaded or verified."""
 
 
+class WeightsMismatchError(WeightsNotFoundError):
+    """A weights file whose SHA-256 is not the one recorded for it (on its card, or OpenAI's published one)."""
+
+
+def card_of(path: str | Path) -> Path:
+    """Where the card of weights file `path` lies: beside it, with .json (splip.miniclip, splip.pretrain)."""
+    return Path(path).with_suffix(".json")
+
+
+def read_card(path: str | Path) -> dict | None:
+    """The card of weights file `path` (a JSON object with its "sha256"), or None where there is no
+    readable one."""
+    card = card_of(path)
+    try:
+        content = json.loads(card.read_text())
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) and isinstance(content.get("sha256"), str) else None
+
+
+def check_weights_card(path: str | Path, required: bool = False) -> dict | None:
+    """The card beside weights file `path`, once the file's SHA-256 matches the one it records (None
+    where there is no card, unless `required`). A file that differs (changed, cut short, replaced) is
+    one clear error naming it, both digests and the remedy, before any loader reads it."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"weights file {str(path)!r} not found (looked for {path.resolve()})")
+    card = read_card(path)
+    if card is None:
+        if required:
+            raise WeightsNotFoundError(f"{path} has no card: expected {card_of(path)}, a JSON file with its "
+                                       "\"sha256\" (written with the weights by splip.miniclip / splip.pretrain)")
+        return None
+    actual, expected = sha256_of(path), card["sha256"]
+    if actual != expected:
+        reproduce = card.get("reproduce")
+        raise WeightsMismatchError(
+            f"{path} does not match its card {card_of(path).name}: its SHA-256 is {actual[:12]}..., the card "
+            f"records {expected[:12]}... (the file was changed, cut short or replaced). If it is one of the "
+            f"repository's files, restore it with `git checkout weights/`"
+            + (f"; or re-create it with: {reproduce}" if reproduce else "") + ".")
+    return card
+
+
 @dataclass
 class Backbone:
     """A built open_clip CLIP plus what is needed to feed it and to label results."""
@@ -63,7 +108,7 @@ def _check_openai_checkpoint(path: Path) -> None:
     expected, url = OPENAI_CHECKPOINTS[path.name]
     actual = sha256_of(path)
     if actual != expected:
-        raise WeightsNotFoundError(
+        raise WeightsMismatchError(
             f"{path} is named like OpenAI's {path.name} but its SHA-256 is {actual}, not the published "
             f"{expected}: the file is incomplete or corrupt. Download it again from {url}"
         )
@@ -123,6 +168,7 @@ def _load_from_file(model_name: str, path: Path, device: str | torch.device) -> 
     is_openai = path.name in OPENAI_CHECKPOINTS
     if is_openai:
         _check_openai_checkpoint(path)
+    check_weights_card(path)  # our weights (weights/, runs/backbones/) carry their SHA-256 on a card
     try:
         # OpenAI's .pt files are TorchScript archives: open_clip converts them, which needs the
         # unrestricted loader (the hash check above vouches for the file).

@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         preset, overrides = None, [preset, *overrides]
     try:
         config = config_from(preset, parse_overrides(overrides))
+        config.check_can_run()  # a GPU where device names one, a writable output_dir: before any work
     except (ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -15,10 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from splip import validation
 from splip.prompts import MultiLayerVisualPrompts, TextGuidedVisualPrompts, TextPromptGenerator
 
 MODALITIES = ("sketch", "photo")
 TEXT_CONDITIONING = ("per_image", "batch_mean")
+MULTILAYER_HEADS = ("shared", "per_layer")  # B_vt: one head for every layer, or one per layer
 # Placeholder words whose token slots B_t's prompts overwrite (MaPLe-style); "X" is one BPE token.
 _PLACEHOLDER = "X"
 
@@ -45,10 +47,14 @@ class SpLIPConfig:
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
-        if self.text_conditioning not in TEXT_CONDITIONING:
-            raise ValueError(
-                f"text_conditioning must be one of {TEXT_CONDITIONING}, got {self.text_conditioning!r}"
-            )
+        for name in ("text_prompts", "text_guided_visual_prompts", "multilayer_visual_prompts", "tune_layernorm",
+                     "gradient_checkpointing"):
+            setattr(self, name, validation.boolean(name, getattr(self, name)))
+        self.text_conditioning = validation.choice("text_conditioning", self.text_conditioning, TEXT_CONDITIONING)
+        self.num_text_prompts = validation.positive_int("num_text_prompts", self.num_text_prompts)
+        self.num_multilayer_prompts = validation.positive_int("num_multilayer_prompts", self.num_multilayer_prompts)
+        self.shallow_visual_prompts = validation.nonnegative_int("shallow_visual_prompts", self.shallow_visual_prompts)
+        self.multilayer_head = validation.choice("multilayer_head", self.multilayer_head, MULTILAYER_HEADS)
 
 
 @dataclass

@@ -5,11 +5,13 @@ batch into the loss terms. It always returns the loss terms, in train and eval m
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from splip import validation
 from splip.jigsaw import JigsawSolver, permutation_set, random_permutation_labels, shuffle_tiles
 from splip.losses import (
     FIXED_MARGIN, class_margins, classification_loss, conditional_jigsaw_loss, gather_margins,
@@ -36,8 +38,18 @@ class LossConfig:
     jigsaw_grid: int = 3
 
     def __post_init__(self) -> None:
-        if self.margin not in MARGIN_MODES:
-            raise ValueError(f"margin must be one of {MARGIN_MODES}, got {self.margin!r}")
+        self.alpha = validation.nonnegative_float("alpha", self.alpha)
+        self.beta = validation.nonnegative_float("beta", self.beta)
+        self.margin = validation.choice("margin", self.margin, MARGIN_MODES)
+        self.fixed_margin = validation.nonnegative_float("fixed_margin", self.fixed_margin)
+        self.jigsaw_grid = validation.integer("jigsaw_grid", self.jigsaw_grid, 2,
+                                              allowed="an integer >= 2 (tiles per side of the jigsaw)")
+        # The identity is never a puzzle: (grid^2)! - 1 permutations exist.
+        most = math.factorial(self.jigsaw_grid ** 2) - 1
+        self.num_permutations = validation.integer(
+            "num_permutations", self.num_permutations, 1, most,
+            allowed=f"an integer from 1 to {most} (the non-identity permutations of a {self.jigsaw_grid}x"
+                    f"{self.jigsaw_grid} grid)")
 
 
 class SpLIPObjective(nn.Module):

@@ -3,16 +3,24 @@
 
 Every function returns a `matplotlib.figure.Figure` built without pyplot, so a notebook shows it
 once (as the cell's value) and nothing stays registered in pyplot's global state.
+
+The statistical figures (curves, bars, seed dot plots, t-SNE maps) are drawn with seaborn in one
+theme, THEME, applied by the decorator `themed` for the duration of each call only (a
+matplotlib.rc_context): importing this module or calling its functions changes no global style. The
+image grids (data and retrieval examples) keep matplotlib's defaults.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 
+import matplotlib
 import matplotlib.colors as mcolors
 import numpy as np
 import pandas as pd
+import seaborn as sns
 import torch
-from matplotlib import colormaps
+from cycler import cycler
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from sklearn.manifold import TSNE
@@ -23,10 +31,39 @@ from splip.model import SpLIP
 from splip.objective import DIAGNOSTICS
 
 CORRECT, WRONG = "#1a9850", "#d73027"
+PALETTE = sns.color_palette("colorblind")  # series colours of the statistical figures
+OURS, PAPER, REFERENCE = PALETTE[0], "#999999", PALETTE[3]  # this study, the paper, a baseline line
+# seaborn's whitegrid style at its "notebook" scale, the colorblind palette, small legends; the
+# rcParams of THEME hold while a `themed` function runs.
+THEME = {
+    **sns.axes_style("whitegrid"),
+    **sns.plotting_context("notebook"),
+    "axes.prop_cycle": cycler(color=PALETTE),
+    "legend.fontsize": 8, "legend.title_fontsize": 8, "legend.frameon": True,
+}
 MARKERS = {"photo": "o", "sketch": "^"}
 _NOT_LOSSES = ("epoch", "seconds")
 
 
+def themed(function: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Run `function` (a figure maker) under THEME: its figure, axes and artists take the theme's
+    rcParams; matplotlib's global rcParams are the same before and after."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs) -> Figure:
+        with matplotlib.rc_context(THEME):
+            return function(*args, **kwargs)
+    return wrapper
+
+
+def _long(history: Sequence[Mapping[str, float]], keys: Sequence[str], name: str, scale: float = 1.0) -> pd.DataFrame:
+    """history's `keys` per epoch in long form: columns epoch, `name` (the key), value (times `scale`)."""
+    frame = pd.DataFrame([{k: r[k] for k in ("epoch", *keys)} for r in history])
+    long = frame.melt(id_vars="epoch", value_vars=list(keys), var_name=name, value_name="value")
+    long["value"] *= scale
+    return long
+
+
+@themed
 def plot_training_curves(history: Sequence[Mapping[str, float]]) -> Figure:
     """Loss terms per epoch, the triplet diagnostics, and validation metrics per epoch (if any).
 
@@ -42,28 +79,35 @@ def plot_training_curves(history: Sequence[Mapping[str, float]]) -> Figure:
     vals = [k for k in history[0] if k.startswith("val_")]
     fig = Figure(figsize=(13, 3.6), layout="constrained")
     ax_loss, ax_margin, ax_val = fig.subplots(1, 3)
-    for key in losses:
-        ax_loss.plot(epochs, [r[key] for r in history], marker="o", lw=2.5 if key == "loss" else 1.2,
-                     label="total" if key == "loss" else key)
+    line = dict(x="epoch", y="value", marker="o", markersize=6, errorbar=None)
+    loss = _long(history, losses, "term").replace({"term": {"loss": "total"}})
+    terms = list(dict.fromkeys(loss["term"]))
+    sns.lineplot(loss, hue="term", hue_order=terms, size="term", size_order=terms,
+                 sizes={t: 2.5 if t == "total" else 1.2 for t in terms}, ax=ax_loss, **line)
     ax_loss.set(xlabel="epoch", ylabel="mean loss over the epoch", title="training losses")
-    ax_loss.legend(fontsize=8)
+    sns.move_legend(ax_loss, "best", title=None)
     if all(k in history[0] for k in DIAGNOSTICS):
-        ax_margin.plot(epochs, [r["margin_mean"] for r in history], marker="o", label="mean margin")
-        ax_margin.plot(epochs, [r["active_triplets"] for r in history], marker="s", label="share of active triplets")
+        hinge = _long(history, DIAGNOSTICS, "diagnostic").replace(
+            {"diagnostic": {"margin_mean": "mean margin", "active_triplets": "share of active triplets"}})
+        sns.lineplot(hinge, hue="diagnostic", style="diagnostic", markers=["o", "s"], dashes=False, ax=ax_margin,
+                     **{k: v for k, v in line.items() if k != "marker"})
         ax_margin.set_ylim(0, 1.05)
-        ax_margin.legend(fontsize=8)
-    ax_margin.set(xlabel="epoch", title="triplet hinge (epoch means)")
-    for key in vals:
-        ax_val.plot(epochs, [100 * r[key] for r in history], marker="o", label=key.removeprefix("val_"))
-    ax_val.set(xlabel="epoch", ylabel="%", title="validation (held-out seen classes)")
+        sns.move_legend(ax_margin, "best", title=None)
+    ax_margin.set(xlabel="epoch", ylabel="", title="triplet hinge (epoch means)")
     if vals:
-        ax_val.legend(fontsize=8)
+        val = _long(history, vals, "metric", scale=100).replace({"metric": {k: k.removeprefix("val_") for k in vals}})
+        sns.lineplot(val, hue="metric", ax=ax_val, **line)
+        sns.move_legend(ax_val, "best", title=None)
     else:
         ax_val.text(0.5, 0.5, "no held-out classes\n(val_fraction=0: last epoch kept)", ha="center",
                     va="center", transform=ax_val.transAxes)
+    ax_val.set(xlabel="epoch", ylabel="%", title="validation (held-out seen classes)")
     for ax in (ax_loss, ax_margin, ax_val):
-        ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlim(epochs[0] - 0.3, epochs[-1] + 0.3)
+        if len(epochs) <= 15:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
     return fig
 
 
@@ -120,6 +164,7 @@ def plot_retrieval_examples(model: SpLIP, dataset: SBIRDataset, num_queries: int
     return fig
 
 
+@themed
 def plot_ablation(table: pd.DataFrame, ours: str, paper: str | None = None, ours_title: str = "this study",
                   paper_title: str = "paper (reference)") -> Figure:
     """Horizontal bars per setting (rows of `table`): column `ours` on the left and, if given, column
@@ -131,20 +176,22 @@ def plot_ablation(table: pd.DataFrame, ours: str, paper: str | None = None, ours
     axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
     names = [str(i) for i in table.index]
     y = np.arange(len(names))
-    for ax, (column, title), color in zip(axes, panels, ("#4575b4", "#999999")):
+    for ax, (column, title), color in zip(axes, panels, (OURS, PAPER)):
         values = table[column].to_numpy(dtype=float)
-        ax.barh(y, np.nan_to_num(values), color=color)
+        sns.barplot(x=np.nan_to_num(values), y=y, orient="h", native_scale=True, color=color, ax=ax,
+                    errorbar=None, width=0.8, saturation=1)
         top = np.nanmax(values) if np.isfinite(values).any() else 1.0
         for yi, v in zip(y, values):
             ax.text((v if np.isfinite(v) else 0) + 0.01 * top, yi, f"{v:.1f}" if np.isfinite(v) else "n/a",
                     va="center", fontsize=8)
         ax.set(title=title, xlabel=column, xlim=(0, 1.15 * top))
-        ax.grid(axis="x", alpha=0.3)
+        ax.grid(axis="y", visible=False)
     axes[0].set_yticks(y, names)
-    axes[0].invert_yaxis()
+    axes[0].set_ylim(len(names) - 0.5, -0.5)  # the first setting on top
     return fig
 
 
+@themed
 def plot_seed_means(runs: pd.DataFrame, metric: str, order: Sequence[str] | None = None, title: str = "",
                     reference: float | None = None, reference_label: str = "reference") -> Figure:
     """Mean over seeds (diamond), std (error bar) and every seed (dots) of `metric` per setting.
@@ -159,23 +206,25 @@ def plot_seed_means(runs: pd.DataFrame, metric: str, order: Sequence[str] | None
     fig = Figure(figsize=(9, 0.42 * len(order) + 1.4), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(order))
-    ax.errorbar(means.to_numpy(), y, xerr=stds.to_numpy(), fmt="D", color="#4575b4", ms=6, capsize=3,
-                label="mean ± std over seeds")
+    # the seeds as dots just below each setting's row, the mean and std (ddof=1) on the row
+    seeds = runs.loc[runs["setting"].isin(order), ["setting", metric]].copy()
+    seeds["row"] = seeds["setting"].map({s: i + 0.18 for i, s in enumerate(order)})
+    sns.scatterplot(seeds, x=metric, y="row", color="black", s=12, alpha=0.7, linewidth=0, ax=ax,
+                    label="one seed", zorder=3)
+    ax.errorbar(means.to_numpy(), y, xerr=stds.to_numpy(), fmt="D", color=OURS, ms=6, capsize=3,
+                label="mean ± std over seeds", zorder=4)
     for yi, setting in zip(y, order):
-        values = runs.loc[runs["setting"] == setting, metric].to_numpy(dtype=float)
-        ax.plot(values, np.full(len(values), yi + 0.18), "o", color="black", ms=3, alpha=0.7)
         ax.annotate(f"{means[setting]:.2f} ± {stds[setting]:.2f}", (means[setting] + stds[setting], yi),
                     xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
     if reference is not None:
-        ax.axvline(reference, color="#d73027", ls="--", lw=1, label=reference_label)
-    ax.plot([], [], "o", color="black", ms=3, label="one seed")
+        ax.axvline(reference, color=REFERENCE, ls="--", lw=1.2, label=reference_label)
     ax.set_yticks(y, order)
-    ax.invert_yaxis()
+    ax.set(ylabel="", ylim=(len(order) - 0.5, -0.5))  # the first setting on top
+    ax.grid(axis="y", visible=False)
     low = float(np.nanmin(runs[metric])) if reference is None else min(float(np.nanmin(runs[metric])), reference)
     high = float(np.nanmax(means + stds))
     ax.set(xlabel=f"{metric} (%)", title=title, xlim=(low - 0.1 * (high - low), high + 0.25 * (high - low)))
-    ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(loc="lower right")
     return fig
 
 
@@ -239,6 +288,7 @@ def tsne_frame(model: SpLIP, dataset: SBIRDataset, classes_per_split: int = 8, p
     })
 
 
+@themed
 def plot_tsne(frames: Mapping[str, pd.DataFrame]) -> Figure:
     """One t-SNE panel per entry of `frames` (title -> tsne_frame output), same legend for all.
 
@@ -249,8 +299,8 @@ def plot_tsne(frames: Mapping[str, pd.DataFrame]) -> Figure:
         raise ValueError("no t-SNE frame to plot")
     classes = sorted({(bool(s), c) for f in frames.values() for s, c in zip(f["seen"], f["class"])},
                      key=lambda sc: (not sc[0], sc[1]))
-    palette = colormaps["tab20"] if len(classes) <= 20 else colormaps["turbo"].resampled(len(classes))
-    color = {c: mcolors.to_hex(palette(i % palette.N)) for i, (_, c) in enumerate(classes)}
+    palette = sns.color_palette("tab20" if len(classes) <= 20 else "husl", len(classes))
+    color = {c: mcolors.to_hex(palette[i]) for i, (_, c) in enumerate(classes)}
     fig = Figure(figsize=(5.2 * len(frames) + 2.6, 5.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(frames)))
     for ax, (title, frame) in zip(axes, frames.items()):
@@ -258,7 +308,7 @@ def plot_tsne(frames: Mapping[str, pd.DataFrame]) -> Figure:
             colors = [color[c] for c in part["class"]]
             ax.scatter(part["x"], part["y"], marker=MARKERS[modality], s=22, linewidths=1.0,
                        facecolors=colors if seen else "none", edgecolors=colors, alpha=0.85)
-        ax.set(title=title, xticks=[], yticks=[])
+        ax.set(title=title, xticks=[], yticks=[], xlabel="", ylabel="")
     handles = [Line2D([], [], ls="", marker="s", ms=7, color=color[c], label=f"{c} ({'seen' if s else 'unseen'})")
                for s, c in classes]
     handles += [Line2D([], [], ls="", marker=MARKERS[m], ms=7, mfc="gray", mec="gray", label=m) for m in MARKERS]

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from splip.backbone import load_backbone
+from splip.backbone import load_backbone, read_card
 from splip.data import ImageSet, collate_skip_unreadable
 from splip.data.synthetic import load_synthetic, synthetic_class_names, synthetic_pretraining_photos
 from splip.io import save_json, save_torch, sha256_of
+from splip.progress import tqdm
 
 CAPTION_TEMPLATES = (
     "a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a photo of the {}.", "a {}.",
@@ -192,12 +192,19 @@ def ensure_synthetic_backbone(model_name: str = "splip-tiny", num_classes: int =
     """Weights of `model_name` contrastively pretrained on the synthetic photos of (num_classes,
     seed): every class, seen and unseen, with instances no benchmark image uses, and never a
     sketch. Built on first use (about 5 minutes for splip-tiny on 2 CPU cores) and cached as an
-    open_clip state dict beside a JSON card (SHA-256, recipe, zero-shot accuracy, timing).
+    open_clip state dict beside a JSON card (SHA-256, recipe, zero-shot accuracy, timing). Cached
+    weights whose SHA-256 is not their card's (or without a card) are rebuilt, with a message.
     """
     path = synthetic_backbone_path(model_name, num_classes, seed, cache_dir)
     card = path.with_suffix(".json")
-    if path.is_file() and card.is_file():
-        return path
+    if path.is_file():
+        recorded = read_card(path)
+        if recorded is not None and sha256_of(path) == recorded["sha256"]:
+            return path
+        problem = ("its card is missing or unreadable" if recorded is None else
+                   f"its SHA-256 is not the one on its card {card.name} (a changed or cut-short file)")
+        print(f"The cached backbone {path} cannot be used: {problem}. Rebuilding it "
+              f"(about 5 minutes for splip-tiny on 2 CPU cores).", flush=True)
     recipe = SYNTHETIC_PRETRAINING
     backbone = load_backbone(model_name, None, seed=seed)
     photos = synthetic_pretraining_photos(backbone.image_size, seed, num_classes, recipe["photos_per_class"])

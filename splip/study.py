@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from splip import paper
 from splip.data import SBIRDataset
-from splip.evaluate import evaluate
+from splip.evaluate import FG_KS, REPORTED_METRICS, evaluate
 from splip.io import load_json
 from splip.train import TrainConfig, Trainer, computed_settings
 
@@ -35,6 +35,16 @@ def ablation_variants() -> dict[str, dict[str, Any]]:
         "B_v only": {"model": {"text_prompts": False, "multilayer_visual_prompts": False}},
     }
     return {paper.FULL: rows.pop(paper.FULL)} | extra | rows
+
+
+def metric_names(dataset: str, settings: tuple[str, ...] = ("zs",)) -> tuple[str, ...]:
+    """The metrics a run on `dataset` can be tested with under `settings` (keys of
+    splip.evaluate.evaluate, e.g. "zs/map@all"; "fg/..." only where the dataset knows each sketch's photo)."""
+    reported = REPORTED_METRICS.get(str(dataset).lower(), ("map@all",))
+    out = [f"{setting}/{name}" for setting in ("zs", "gzs") if setting in settings for name in reported]
+    if "fg" in settings:
+        out += [f"fg/acc@{k}" for k in FG_KS]
+    return tuple(out)
 
 
 def variant_config(base: Mapping[str, Any], changes: Mapping[str, Any], output_dir: str | Path) -> TrainConfig:

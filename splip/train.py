@@ -9,6 +9,7 @@ convention, and what produced them).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,13 +19,14 @@ from typing import Any
 import numpy as np
 import open_clip
 import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
+from splip import validation
 from splip.backbone import architecture, load_backbone
-from splip.data import TripletDataset, collate_triplets, load_dataset
+from splip.data import SBIR_DATASETS, TripletDataset, load_dataset
+from splip.data.loading import SYNTHETIC_OPTIONS
 from splip.data.protocols import TEST_SUBSETS, select_test_set
-from splip.data.sampling import NEGATIVES, POSITIVES, TripletBatchSampler
+from splip.data.sampling import NEGATIVES, POSITIVES, triplet_loader
+from splip.data.synthetic import load_synthetic
 from splip.distributed import all_reduce_sum, barrier, gather_rows, init_world, local_device, sum_gradients
 from splip.evaluate import evaluate
 from splip.io import save_json, save_torch
@@ -32,6 +34,7 @@ from splip.metrics import METRIC_CONVENTIONS
 from splip.model import SpLIP, SpLIPConfig, trainable_parameter_table
 from splip.objective import LossConfig, SpLIPObjective
 from splip.pretrain import SYNTHETIC_PHOTOS, ensure_synthetic_backbone
+from splip.progress import tqdm
 from splip.step import forward_backward
 
 # Settings that change how a run executes, not what it computes: a saved run stays valid when only
@@ -102,11 +105,56 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        choices = {"positives": POSITIVES, "negatives": NEGATIVES, "metric_convention": tuple(METRIC_CONVENTIONS),
-                   "test_subset": TEST_SUBSETS}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        """Every setting checked for its type and range (one ConfigError naming it, the value and what
+        is allowed); what only the machine can answer (a GPU, a writable output_dir) is
+        :meth:`check_can_run`'s."""
+        v = validation
+        if not isinstance(self.dataset, str) or self.dataset.lower() not in SBIR_DATASETS:
+            raise v.fail("dataset", self.dataset, f"one of {SBIR_DATASETS}")
+        self.data_root = v.optional_text("data_root", self.data_root, "None or a folder (a string)")
+        self.dataset_options = _dataset_options(self.dataset, self.dataset_options)
+        self.backbone = v.text("backbone", self.backbone, "an open_clip model name (a string)")
+        if open_clip.get_model_config(self.backbone) is None:
+            raise v.ConfigError(f"backbone must be an open_clip model name, e.g. 'ViT-B-32', 'splip-tiny' or "
+                                f"'splip-mini', got {self.backbone!r}; all names: open_clip.list_models()")
+        self.pretrained = v.optional_text(
+            "pretrained", self.pretrained,
+            f"None (random init), {SYNTHETIC_PHOTOS!r}, an open_clip tag such as 'openai', or a checkpoint path")
+        if self.pretrained == SYNTHETIC_PHOTOS and self.dataset.lower() != "synthetic":
+            raise v.ConfigError(f"pretrained={SYNTHETIC_PHOTOS!r} is a backbone for the synthetic data only; for "
+                                f"dataset={self.dataset!r} pass an open_clip tag (e.g. 'openai') or a checkpoint path")
+        for name, config_class in (("model", SpLIPConfig), ("loss", LossConfig)):
+            if not isinstance(getattr(self, name), config_class):
+                raise v.fail(name, getattr(self, name),
+                             f"a {config_class.__name__} (TrainConfig.from_dict takes dicts)")
+        self.epochs = v.positive_int("epochs", self.epochs)
+        self.batch_size = v.positive_int("batch_size", self.batch_size)
+        self.micro_batch_size = v.optional_positive_int("micro_batch_size", self.micro_batch_size)
+        if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
+            raise v.ConfigError(f"micro_batch_size must be at most batch_size ({self.batch_size}), got "
+                                f"{self.micro_batch_size}; None passes the whole batch at once")
+        self.lr_prompts = v.positive_float("lr_prompts", self.lr_prompts)
+        self.lr_layernorm = v.positive_float("lr_layernorm", self.lr_layernorm)
+        self.val_fraction = v.fraction("val_fraction", self.val_fraction)
+        self.positives = v.choice("positives", self.positives, POSITIVES)
+        self.negatives = v.choice("negatives", self.negatives, NEGATIVES)
+        self.metric_convention = v.choice("metric_convention", self.metric_convention, tuple(METRIC_CONVENTIONS))
+        self.test_subset = v.choice("test_subset", self.test_subset, TEST_SUBSETS)
+        self.test_file_lists = v.optional_text("test_file_lists", self.test_file_lists,
+                                               "None or ZSE-SBIR's datasets/ folder (a string)")
+        self.seed = v.seed("seed", self.seed)
+        self.device = v.device("device", self.device)
+        self.num_workers = v.nonnegative_int("num_workers", self.num_workers)
+        self.eval_batch_size = v.positive_int("eval_batch_size", self.eval_batch_size)
+        self.output_dir = v.text("output_dir", self.output_dir, "a folder (a non-empty string)")
+        self.resume = v.boolean("resume", self.resume)
+        self.progress = v.boolean("progress", self.progress)
+
+    def check_can_run(self) -> None:
+        """What only this machine can answer, asked before any data or weights are loaded: a CUDA GPU
+        where `device` names one, and an `output_dir` that can be written."""
+        validation.device_available("device", self.device)
+        validation.writable_dir("output_dir", self.output_dir)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -114,17 +162,42 @@ class TrainConfig:
         a flat one (presets: SpLIPConfig and LossConfig fields by their own names, e.g. "alpha",
         "text_conditioning"), or a mix; unknown keys are an error."""
         values = dict(values)
-        nested = {"model": dict(values.pop("model", {})), "loss": dict(values.pop("loss", {}))}
+        nested = {}
         for part, config_class in (("model", SpLIPConfig), ("loss", LossConfig)):
-            for name in [f.name for f in dataclasses.fields(config_class)]:
+            names = [f.name for f in dataclasses.fields(config_class)]
+            nested[part] = validation.options(part, values.pop(part, {}), names)
+            for name in names:
                 if name in values:
                     nested[part][name] = values.pop(name)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown TrainConfig keys {sorted(unknown)}; known: {sorted(known)} and the fields of "
-                             "SpLIPConfig and LossConfig")
+            raise validation.ConfigError(f"unknown TrainConfig keys {sorted(unknown)}; known: {sorted(known)} and "
+                                         "the fields of SpLIPConfig and LossConfig")
         return cls(**values, model=SpLIPConfig(**nested["model"]), loss=LossConfig(**nested["loss"]))
+
+
+def _dataset_options(dataset: str, options: Any) -> dict[str, Any]:
+    """`options` checked for `dataset`: load_synthetic's sizes for "synthetic", none for the others."""
+    if dataset.lower() != "synthetic":
+        if options:
+            raise validation.ConfigError(f"dataset_options are for dataset='synthetic' only; {dataset!r} takes none, "
+                                         f"got {options!r}")
+        return {}
+    options = validation.options("dataset_options", options, SYNTHETIC_OPTIONS)
+    for name, value in options.items():
+        if name == "render_size":
+            options[name] = validation.optional_positive_int(f"dataset_options[{name!r}]", value)
+        else:
+            options[name] = validation.positive_int(f"dataset_options[{name!r}]", value)
+    defaults = {p.name: p.default for p in inspect.signature(load_synthetic).parameters.values()}
+    classes = options.get("num_classes", defaults["num_classes"])
+    unseen = options.get("num_unseen", defaults["num_unseen"])
+    if classes < 3 or not 1 <= unseen <= classes - 2:
+        raise validation.ConfigError(
+            f"dataset_options need num_classes >= 3 and 1 <= num_unseen <= num_classes - 2 (at least one training "
+            f"and one validation class), got num_classes={classes}, num_unseen={unseen}")
+    return options
 
 
 def hardware_description(device: torch.device) -> str:
@@ -140,6 +213,7 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig) -> None:
+        config.check_can_run()
         self.config = config
         self.device = local_device(config.device)
         self.world = init_world(self.device)
@@ -155,10 +229,7 @@ class Trainer:
         # What split="test" scores: every test item, or ZSE-SBIR's default subsample.
         self.test_dataset = select_test_set(self.dataset, config.test_subset, config.test_file_lists)
         pretrained = config.pretrained
-        if pretrained == SYNTHETIC_PHOTOS:
-            if not self.dataset.synthetic:
-                raise ValueError(f"pretrained={SYNTHETIC_PHOTOS!r} is a backbone for the synthetic data only; for "
-                                 f"{config.dataset!r} pass an open_clip tag (e.g. 'openai') or a checkpoint path")
+        if pretrained == SYNTHETIC_PHOTOS:  # TrainConfig refuses it for any other dataset
             pretrained = str(ensure_synthetic_backbone(config.backbone, len(self.dataset.classes), config.seed,
                                                        progress=config.progress))
         self.backbone = load_backbone(config.backbone, pretrained, self.device, seed=config.seed)
@@ -186,14 +257,8 @@ class Trainer:
         self.triplets = TripletDataset(
             self.dataset.train_sketches, self.dataset.train_photos, seed=config.seed, positives=config.positives,
             negatives=config.negatives, source_photo=self.dataset.train_fg_source_photo)
-        self.batches = TripletBatchSampler(self.triplets, config.batch_size, config.seed, self.world)
-        # One loader for the whole run: persistent workers (the keys carry each epoch's triplets) and
-        # pinned memory for fast copies to a GPU. Its own generator (for the workers' base seed; no item
-        # is random) leaves torch's global one alone.
-        self.loader = DataLoader(self.triplets, batch_sampler=self.batches, num_workers=config.num_workers,
-                                 collate_fn=collate_triplets, pin_memory=self.device.type == "cuda",
-                                 persistent_workers=config.num_workers > 0,
-                                 generator=torch.Generator().manual_seed(config.seed))
+        self.batches, self.loader = triplet_loader(self.triplets, config.batch_size, config.seed, self.world,
+                                                   config.num_workers, pin_memory=self.device.type == "cuda")
         self.history: list[dict[str, Any]] = []
         self.best_val = -1.0
 

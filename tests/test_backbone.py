@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
-from splip.backbone import OPENAI_CHECKPOINTS, WeightsNotFoundError, load_backbone
+from splip.backbone import (OPENAI_CHECKPOINTS, WeightsMismatchError, WeightsNotFoundError, check_weights_card,
+                            load_backbone)
 from splip.io import sha256_of
 
 
@@ -70,3 +74,50 @@ def test_wrong_architecture_file_is_a_clear_error(tmp_path):
     torch.save(other.model.state_dict(), path)
     with pytest.raises(WeightsNotFoundError, match="could not be loaded"):
         load_backbone("ViT-B-32", str(path))
+
+
+# ---------------------------------------------------------------------- weights with a card beside them
+
+MINI = Path(__file__).resolve().parents[1] / "weights" / "splip-mini-tinyimagenet-seed0.pt"
+
+
+def _copy_with_card(source: Path, folder: Path) -> Path:
+    copy = folder / source.name
+    shutil.copyfile(source, copy)
+    shutil.copyfile(source.with_suffix(".json"), copy.with_suffix(".json"))
+    return copy
+
+
+def test_mini_clip_weights_match_their_card():
+    card = check_weights_card(MINI, required=True)
+    assert card["sha256"] == sha256_of(MINI) and card["weights"] == MINI.name
+
+
+def test_corrupted_mini_clip_is_one_clear_error_before_loading(tmp_path):
+    copy = _copy_with_card(MINI, tmp_path)
+    load_backbone("splip-mini", str(copy))  # the intact copy loads
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit: torch.load could well read it, as wrong weights
+    copy.write_bytes(bytes(data))
+    card = json.loads(copy.with_suffix(".json").read_text())
+    with pytest.raises(WeightsMismatchError) as caught:
+        load_backbone("splip-mini", str(copy))
+    message = str(caught.value)
+    assert str(copy) in message and copy.with_suffix(".json").name in message
+    assert sha256_of(copy)[:12] in message and card["sha256"][:12] in message
+    assert "git checkout weights/" in message and card["reproduce"] in message
+    assert isinstance(caught.value, WeightsNotFoundError)  # callers catching the loader's errors still do
+    with pytest.raises(WeightsMismatchError):
+        check_weights_card(copy)
+
+
+def test_card_is_optional_unless_required(tmp_path):
+    path = tmp_path / "tiny.pt"
+    torch.save(load_backbone("splip-tiny", None).model.state_dict(), path)
+    assert check_weights_card(path) is None
+    with pytest.raises(WeightsNotFoundError, match="has no card"):
+        check_weights_card(path, required=True)
+    path.with_suffix(".json").write_text('{"note": "not a card: no sha256"}')
+    assert check_weights_card(path) is None
+    with pytest.raises(WeightsNotFoundError, match="not found"):
+        check_weights_card(tmp_path / "missing.pt", required=True)

@@ -30,6 +30,7 @@ NESTED = {
     "text_conditioning": "model.text_conditioning", "text_prompts": "model.text_prompts",
     "text_guided_visual_prompts": "model.text_guided_visual_prompts",
     "multilayer_visual_prompts": "model.multilayer_visual_prompts", "tune_layernorm": "model.tune_layernorm",
+    "gradient_checkpointing": "model.gradient_checkpointing",
 }
 # Notebook-only, or deliberately another default: output_dir None means runs/<dataset>; a notebook
 # starts afresh (resume) and keeps progress bars out of its stored outputs (progress).
@@ -83,7 +84,7 @@ def test_notebook_is_committed_clean_with_one_leading_parameters_cell(path):
     assert all(not c.outputs and c.execution_count is None for c in code), "strip outputs before committing"
     assert len(tagged(nb, "parameters")) == 1
     assert "parameters" in code[0].metadata.get("tags", []), "the parameters cell must be the first code cell"
-    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert nb.metadata["kernelspec"]["name"] == "splip"  # the project kernel the install ships
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "a page title first"
 
 
@@ -160,8 +161,9 @@ def test_missing_dataset_stops_at_the_load_with_the_short_library_error(tmp_path
     with pytest.raises(papermill.PapermillExecutionError) as caught:
         papermill.execute_notebook(
             str(ROOT / "notebooks" / "train.ipynb"), str(tmp_path / "out.ipynb"),
-            parameters={"dataset": "quickdraw", "data_root": str(tmp_path / "nothing-here")},
-            kernel_name="python3", cwd=str(ROOT), progress_bar=False,
+            # pretrained: the default "synthetic-photos" is refused for real data before the data is looked for
+            parameters={"dataset": "quickdraw", "data_root": str(tmp_path / "nothing-here"), "pretrained": "openai"},
+            kernel_name="splip", cwd=str(ROOT), progress_bar=False,
         )
     error = caught.value
     assert error.ename == "DatasetNotFoundError"

@@ -24,6 +24,7 @@ from splip.data import load_dataset
 from splip.data.dataset import SBIRDataset, fine_grained_gallery
 from splip.data.images import ImageSet
 from splip.data.official import OFFICIAL_LAYOUTS, read_split
+from splip.data.placeholders import MODALITIES, build_placeholder_tree, listed_class_names, published_lists
 from splip.data.protocols import ZSE_TEST_FILE_LISTS, ZSE_TEST_STRIDES, read_file_list, zse_subsampled_test
 from splip.data.protocols import select_test_set
 
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.skipif(
 # Published test set sizes (sketches, photos), SPLIP_METHOD.md section 6.
 PUBLISHED_TEST = {"sketchy": (12_694, 12_553), "sketchy25": (15_229, 17_101),
                   "tuberlin": (2_400, 27_989), "quickdraw": (92_291, 54_151)}
-MODALITIES = ("sketch", "photo")
+
 PLURAL = {"sketch": "sketches", "photo": "photos"}
 
 
@@ -54,37 +55,6 @@ class Tree:
     load_s: float
 
 
-def read_labelled_list(path: Path) -> list[tuple[str, int]]:
-    """``path label`` lines (paths may contain spaces)."""
-    return [(p, int(c)) for p, c in (ln.rsplit(" ", 1) for ln in path.read_text("utf-8").splitlines() if ln.strip())]
-
-
-def published_lists(name: str) -> dict[tuple[str, str], list[tuple[str, int]]]:
-    """The benchmark's test lists and those train lists that are published."""
-    folder, sketch_zero, photo_zero = ZSE_TEST_FILE_LISTS[name]
-    out = {}
-    for modality, zero in zip(MODALITIES, (sketch_zero, photo_zero)):
-        out[modality, "zero"] = read_labelled_list(SPLITS / folder / zero)
-        train = SPLITS / folder / zero.replace("_zero", "_train")
-        if train.is_file():
-            out[modality, "train"] = read_labelled_list(train)
-    return out
-
-
-def class_names(name: str, file: str) -> list[str]:
-    return [p for p, _ in read_labelled_list(SPLITS / ZSE_TEST_FILE_LISTS[name][0] / file)]
-
-
-def create_empty_files(base: Path, rel_paths: list[str]) -> None:
-    """One empty file per path below ``base``: folders first, then a tight open/close loop (no pixels)."""
-    for folder in {os.path.dirname(p) for p in rel_paths}:
-        os.makedirs(base / folder, exist_ok=True)
-    flags = os.O_CREAT | os.O_WRONLY
-    prefix = str(base) + os.sep
-    for p in rel_paths:
-        os.close(os.open(prefix + p, flags, 0o644))
-
-
 def relative_names(images: ImageSet) -> list[str]:
     return [images.source.relative_name(int(k)) for k in images.keys]
 
@@ -92,13 +62,9 @@ def relative_names(images: ImageSet) -> list[str]:
 @pytest.fixture(scope="module", params=sorted(PUBLISHED_TEST))
 def tree(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tree]:
     name = request.param
-    layout = OFFICIAL_LAYOUTS[name]
-    lists = published_lists(name)
-    seen, unseen = class_names(name, "cname_cid.txt"), class_names(name, "cname_cid_zero.txt")
-    paths = [p for lines in lists.values() for p, _ in lines]
-    for modality, ext, top in (("sketch", ".png", layout.sketch_dir), ("photo", ".jpg", layout.photo_dirs[0])):
-        if (modality, "train") not in lists:  # complete the tree: one image per seen class folder
-            paths += [f"{top}/{c}/placeholder{ext}" for c in seen]
+    lists = published_lists(name, SPLITS.parent)
+    seen = listed_class_names(name, SPLITS.parent, "cname_cid.txt")
+    unseen = listed_class_names(name, SPLITS.parent, "cname_cid_zero.txt")
     # ~150k inodes: in memory where possible (ten times faster than a busy disk), removed afterwards.
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK):
@@ -107,7 +73,7 @@ def tree(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         root = tmp_path_factory.mktemp(f"placeholders-{name}")
     try:
         start = time.perf_counter()
-        create_empty_files(root / layout.folder, paths)
+        build_placeholder_tree(root, name, SPLITS.parent)
         built = time.perf_counter()
         ds = load_dataset(name, root=root, val_fraction=0.1)
         loaded = time.perf_counter()

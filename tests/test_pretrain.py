@@ -15,8 +15,10 @@ from PIL import Image
 from splip.backbone import load_backbone
 from splip.data import ImageSet
 from splip.data.synthetic import synthetic_class_names, synthetic_pretraining_photos
+from splip.io import sha256_of
 from splip.miniclip import pretrain_mini_clip
-from splip.pretrain import PretrainConfig, augment_photos, class_matched_clip_loss, pretrain_clip, zero_shot_accuracy
+from splip.pretrain import (PretrainConfig, augment_photos, class_matched_clip_loss, ensure_synthetic_backbone,
+                            pretrain_clip, zero_shot_accuracy)
 
 # CLIP's normalisation constants, written out (not imported) so the stand-in below decodes pixels independently.
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073])
@@ -254,3 +256,44 @@ def test_pretrain_mini_clip_writes_half_precision_weights_and_a_true_card(tmp_pa
     assert loaded.is_pretrained and loaded.image_size == 64
     for name, tensor in loaded.model.state_dict().items():
         assert torch.equal(tensor, state[name].to(tensor.dtype)), name
+
+
+# ---------------------------------------------------------------------- the cached synthetic backbone
+
+
+def test_cached_backbone_that_does_not_match_its_card_is_rebuilt(tmp_path, monkeypatch, capsys):
+    # The recipe's minutes of pretraining and its zero-shot scores are stood in for; what is tested is
+    # the cache: reused when intact, rebuilt (with a message naming the file) when not.
+    builds = []
+
+    def pretend_pretraining(model, tokenizer, photos, names, config, progress):
+        builds.append(config.seed)
+        return [{"epoch": 1, "loss": 0.0, "lr": 0.0}]
+
+    monkeypatch.setattr("splip.pretrain.pretrain_clip", pretend_pretraining)
+    monkeypatch.setattr("splip.pretrain.synthetic_pretraining_photos", lambda *args, **kwargs: None)
+    monkeypatch.setattr("splip.pretrain.load_synthetic", lambda **kwargs: type("D", (), {
+        "test_photos": None, "test_sketches": None})())
+    monkeypatch.setattr("splip.pretrain.zero_shot_accuracy", lambda *args, **kwargs: 0.0)
+
+    def build():
+        return ensure_synthetic_backbone("splip-tiny", num_classes=5, seed=0, cache_dir=tmp_path, progress=False)
+
+    path = build()
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert builds == [0] and card["sha256"] == sha256_of(path)
+    assert build() == path and builds == [0]  # intact: reused
+    capsys.readouterr()
+
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert build() == path and builds == [0, 0]  # rebuilt
+    out = capsys.readouterr().out
+    assert str(path) in out and "SHA-256" in out and "Rebuilding" in out
+    assert sha256_of(path) == json.loads(path.with_suffix(".json").read_text())["sha256"]
+    load_backbone("splip-tiny", str(path))  # and loadable: it matches its new card
+
+    path.with_suffix(".json").unlink()  # weights without their card (a build cut short): rebuilt too
+    assert build() == path and builds == [0, 0, 0]
+    assert "card is missing" in capsys.readouterr().out

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from splip.data.images import ImageSet
 from splip.distributed import World
@@ -174,3 +174,18 @@ def collate_triplets(batch: list[dict | None]) -> dict[str, Tensor] | None:
         else torch.tensor([b[k] for b in items], dtype=torch.int64)
         for k in items[0]
     }
+
+
+def triplet_loader(triplets: TripletDataset, batch_size: int, seed: int, world: World = World(),
+                   num_workers: int = 0, pin_memory: bool = False) -> tuple[TripletBatchSampler, DataLoader]:
+    """The one training loader of a run and its batch sampler (call ``sampler.set_epoch`` each epoch).
+
+    Persistent workers (the sampler's keys carry each epoch's triplets, so they need no restart) and,
+    with ``pin_memory``, pinned batches for fast copies to a GPU. The loader's own generator (for the
+    workers' base seed; no item is random) leaves torch's global one alone.
+    """
+    sampler = TripletBatchSampler(triplets, batch_size, seed, world)
+    loader = DataLoader(triplets, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_triplets,
+                        pin_memory=pin_memory, persistent_workers=num_workers > 0,
+                        generator=torch.Generator().manual_seed(seed))
+    return sampler, loader
