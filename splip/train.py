@@ -55,6 +55,7 @@ def computed_settings(config: dict[str, Any]) -> dict[str, Any]:
     kept = {k: v for k, v in config.items() if k not in EXECUTION_SETTINGS}
     kept["model"] = {k: v for k, v in kept.get("model", {}).items() if k not in MODEL_EXECUTION_SETTINGS}
     return kept
+PRETRAINED_AUTO = "auto"
 NO_PROMPTS = SpLIPConfig(text_prompts=False, text_guided_visual_prompts=False, multilayer_visual_prompts=False,
                          tune_layernorm=False)
 
@@ -76,7 +77,8 @@ class TrainConfig:
     backbone: str = "splip-tiny"  # any open_clip model name, e.g. "ViT-B-32"
     # open_clip tag ("openai"), checkpoint path, None (random init), or "synthetic-photos": the
     # backbone contrastively pretrained on the synthetic photos (built on first use, then cached).
-    pretrained: str | None = SYNTHETIC_PHOTOS
+    # "auto" (resolved when the config is built): "synthetic-photos" on the synthetic data, else "openai".
+    pretrained: str | None = PRETRAINED_AUTO
     model: SpLIPConfig = field(default_factory=SpLIPConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     epochs: int = 10
@@ -118,8 +120,10 @@ class TrainConfig:
             raise v.ConfigError(f"backbone must be an open_clip model name, e.g. 'ViT-B-32', 'splip-tiny' or "
                                 f"'splip-mini', got {self.backbone!r}; all names: open_clip.list_models()")
         self.pretrained = v.optional_text(
-            "pretrained", self.pretrained,
-            f"None (random init), {SYNTHETIC_PHOTOS!r}, an open_clip tag such as 'openai', or a checkpoint path")
+            "pretrained", self.pretrained, f"None (random init), {PRETRAINED_AUTO!r}, {SYNTHETIC_PHOTOS!r}, an "
+            "open_clip tag such as 'openai', or a checkpoint path")
+        if self.pretrained == PRETRAINED_AUTO:  # stored resolved, so a saved config says which weights
+            self.pretrained = SYNTHETIC_PHOTOS if self.dataset.lower() == "synthetic" else "openai"
         if self.pretrained == SYNTHETIC_PHOTOS and self.dataset.lower() != "synthetic":
             raise v.ConfigError(f"pretrained={SYNTHETIC_PHOTOS!r} is a backbone for the synthetic data only; for "
                                 f"dataset={self.dataset!r} pass an open_clip tag (e.g. 'openai') or a checkpoint path")

@@ -105,6 +105,9 @@ def test_train_notebook_defaults_are_the_trainconfig_defaults():
     for name, value in params.items():
         if name in NOT_CONFIG:
             continue
+        if name == "pretrained":  # "auto" is resolved when a TrainConfig is built: compare the declared default
+            assert value == TrainConfig.__dataclass_fields__["pretrained"].default == "auto"
+            continue
         assert value == field(defaults, NESTED.get(name, name)), (
             f"train.ipynb parameter {name}={value!r} differs from TrainConfig's default "
             f"{field(defaults, NESTED.get(name, name))!r}: update the notebook's parameters cell"
@@ -163,8 +166,8 @@ def test_missing_dataset_stops_at_the_load_with_the_short_library_error(tmp_path
     with pytest.raises(papermill.PapermillExecutionError) as caught:
         papermill.execute_notebook(
             str(ROOT / "notebooks" / "train.ipynb"), str(tmp_path / "out.ipynb"),
-            # pretrained: the default "synthetic-photos" is refused for real data before the data is looked for
-            parameters={"dataset": "quickdraw", "data_root": str(tmp_path / "nothing-here"), "pretrained": "openai"},
+            # the README's own command, -p dataset quickdraw (pretrained "auto" is then "openai"), with no data
+            parameters={"dataset": "quickdraw", "data_root": str(tmp_path / "nothing-here")},
             kernel_name="splip", cwd=str(ROOT), progress_bar=False,
         )
     error = caught.value

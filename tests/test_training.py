@@ -179,3 +179,9 @@ def test_damaged_checkpoint_is_one_clear_error(tmp_path, damage):
     message = str(caught.value)
     assert str(last) in message and "resume=False" in message and "Delete it" in message
     assert caught.value.__cause__ is None  # no chained trace from deep inside torch
+
+
+def test_pretrained_auto_is_our_synthetic_backbone_on_synthetic_data_and_openai_elsewhere():
+    assert TrainConfig().pretrained == SYNTHETIC_PHOTOS
+    assert TrainConfig(dataset="quickdraw").pretrained == "openai"  # stored resolved: metrics.json names it
+    assert TrainConfig(dataset="quickdraw", pretrained=None).pretrained is None  # random init stays possible
