@@ -5,8 +5,8 @@ cell that builds the first TrainConfig (training settings), or, for what only th
 (a GPU, a writable output_dir), the cell that starts the Trainer, whose first step that check is:
 always before any data, backbone or training.
 
-Each notebook case is one kernel start plus the notebook's imports (about 8 s on 2 CPU cores; the
-whole file about 4 minutes). The checks themselves are tested directly at the end.
+Each notebook case is one papermill command: a kernel start plus the notebook's imports (about 8 s
+on 2 CPU cores); two run at a time, the whole file about 2 minutes. The checks themselves are tested directly at the end.
 """
 from __future__ import annotations
 
@@ -18,11 +18,13 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from splip import study, validation
 from splip.launch import config_from
@@ -91,18 +93,38 @@ def _fill(value, tmp: Path):
     return value.replace("{tmp}", str(tmp)) if isinstance(value, str) else value
 
 
-def _failure(notebook: str, parameters: dict, out: Path):
-    """Run notebooks/`notebook`.ipynb with `parameters` through papermill, as a user would, into `out`;
-    return the PapermillExecutionError it must end with."""
-    papermill = pytest.importorskip("papermill")
+def _kernel() -> str:
+    """The notebooks name the kernel "splip" (this environment's); where it is not installed, "python3"."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    # The notebooks name the kernel "splip" (this environment's); where it is not installed, "python3".
-    kernel = "splip" if "splip" in KernelSpecManager().find_kernel_specs() else "python3"
+    return "splip" if "splip" in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def _failure(notebook: str, parameters: dict, out: Path):
+    """Run notebooks/`notebook`.ipynb with `parameters` through papermill into `out`; return the
+    PapermillExecutionError it must end with."""
+    papermill = pytest.importorskip("papermill")
     with pytest.raises(papermill.PapermillExecutionError) as caught:
         papermill.execute_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"), str(out), parameters=parameters,
-                                   kernel_name=kernel, cwd=str(ROOT), progress_bar=False)
+                                   kernel_name=_kernel(), cwd=str(ROOT), progress_bar=False)
     return caught.value
+
+
+def _start_papermill(notebook: str, parameters: dict, out: Path) -> subprocess.Popen:
+    """The papermill command line a user would type, started in the background."""
+    command = [str(Path(sys.executable).with_name("papermill")), str(ROOT / "notebooks" / f"{notebook}.ipynb"),
+               str(out), "-y", yaml.safe_dump(parameters), "-k", _kernel(), "--cwd", str(ROOT), "--no-progress-bar"]
+    with open(out.with_suffix(".log"), "w") as log:  # papermill's own messages, for a failing case
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _notebook_error(out: Path) -> SimpleNamespace | None:
+    """The error output of an executed notebook (ename, evalue, traceback), None if no cell failed."""
+    for cell in nbformat.read(out, as_version=4).cells if out.is_file() else []:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return SimpleNamespace(ename=output["ename"], evalue=output["evalue"], traceback=output["traceback"])
+    return None
 
 
 def _error_cell(path: Path) -> str | None:
@@ -113,12 +135,11 @@ def _error_cell(path: Path) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("notebook,parameters,cell,expected",
-                         [pytest.param(*c[1:5], id=c[0], marks=c[5:]) for c in CASES])
-def test_bad_parameter_stops_in_its_check_with_one_clear_error(tmp_path, notebook, parameters, cell, expected):
-    (tmp_path / "afile").write_text("a regular file: nothing can be created under it, not even by root\n")
+def _prepare(case_id: str, notebook: str, parameters: dict, tmp: Path) -> dict | None:
+    """The case's parameters with its folder `tmp` filled in; None when the case cannot be made here."""
+    (tmp / "afile").write_text("a regular file: nothing can be created under it, not even by root\n")
     if "read-only" in str(parameters.get("output_dir", "")):
-        read_only = tmp_path / "read-only"
+        read_only = tmp / "read-only"
         read_only.mkdir()
         read_only.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
         try:
@@ -126,14 +147,44 @@ def test_bad_parameter_stops_in_its_check_with_one_clear_error(tmp_path, noteboo
         except OSError:
             pass
         else:
-            pytest.skip("this user can write into a chmod 0o555 folder (root): no unwritable folder to test with; "
-                        "the output_dir-under-a-file case covers unwritable output_dir")
+            return None  # root writes into a chmod 0o555 folder
     values = {**(SMALL_TRAIN if notebook == "train" else {}), **parameters}
     if notebook in WRITES:
-        values.setdefault(WRITES[notebook], str(tmp_path / "run"))
-    values = {k: _fill(v, tmp_path) for k, v in values.items()}
+        values.setdefault(WRITES[notebook], str(tmp / "run"))
+    return {k: _fill(v, tmp) for k, v in values.items()}
+
+
+@pytest.fixture(scope="module")
+def notebook_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict | None, int | None]]:
+    """Every case run once through the papermill command line, two at a time (each is mostly a kernel
+    start and the notebook's imports, so two share the cores well): case id -> (its folder, its
+    parameters or None where it cannot be made here, papermill's exit status)."""
+    pytest.importorskip("papermill")
+    cases = {c[0]: (c[1], c[2], tmp_path_factory.mktemp(c[0])) for c in CASES}
+    prepared = {case_id: _prepare(case_id, nb, parameters, tmp) for case_id, (nb, parameters, tmp) in cases.items()}
+    todo = [case_id for case_id, values in prepared.items() if values is not None]
+    status: dict[str, int] = {}
+    running: dict[str, subprocess.Popen] = {}
+    while todo or running:
+        while todo and len(running) < 2:
+            case_id = todo.pop(0)
+            running[case_id] = _start_papermill(cases[case_id][0], prepared[case_id], cases[case_id][2] / "out.ipynb")
+        case_id = next(iter(running))
+        status[case_id] = running.pop(case_id).wait(timeout=300)
+    return {case_id: (cases[case_id][2], prepared[case_id], status.get(case_id)) for case_id in cases}
+
+
+@pytest.mark.parametrize("case_id,notebook,parameters,cell,expected",
+                         [pytest.param(*c[:5], id=c[0], marks=c[5:]) for c in CASES])
+def test_bad_parameter_stops_in_its_check_with_one_clear_error(notebook_runs, case_id, notebook, parameters, cell,
+                                                               expected):
+    tmp_path, values, status = notebook_runs[case_id]
+    if values is None:
+        pytest.skip("this user can write into a chmod 0o555 folder (root): no unwritable folder to test with; "
+                    "the output_dir-under-a-file case covers unwritable output_dir")
     out = tmp_path / "out.ipynb"
-    error = _failure(notebook, values, out)
+    error = _notebook_error(out)
+    assert status != 0 and error is not None, f"papermill exited with {status} and no failing cell"
     assert error.ename == "ConfigError", f"{error.ename}: {error.evalue}"
     for part in expected:
         assert _fill(part, tmp_path) in error.evalue, f"{part!r} not in the message {error.evalue!r}"
