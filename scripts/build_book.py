@@ -16,6 +16,7 @@ with) and a "Reproduce this page" line with the exact papermill command goes und
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -63,16 +64,19 @@ def prepare_page(name: str) -> None:
 
 
 def execute_notebooks() -> None:
+    # papermill records the paths it is given in each notebook's metadata: relative ones, as in the
+    # reproduce line, so no page carries this machine's checkout path.
+    os.chdir(ROOT)
     for name, preset in NOTEBOOKS.items():
-        source, target = ROOT / "notebooks" / f"{name}.ipynb", BOOK / f"{name}.ipynb"
+        source, target = Path("notebooks") / f"{name}.ipynb", Path("book") / f"{name}.ipynb"
         parameters = yaml.safe_load((ROOT / preset).read_text()) if preset else {}
         start = time.perf_counter()
         try:
             # The notebook's own kernel ("splip"), as the reproduce line's command uses.
             papermill.execute_notebook(source, target, parameters=parameters, cwd=str(ROOT), progress_bar=False)
         except PapermillExecutionError as error:
-            sys.exit(f"{source.relative_to(ROOT)} failed (its outputs are in {target.relative_to(ROOT)}):{error}")
-        print(f"executed {source.relative_to(ROOT)} -> {target.relative_to(ROOT)} "
+            sys.exit(f"{source} failed (its outputs are in {target}):{error}")
+        print(f"executed {source} -> {target} "
               f"in {time.perf_counter() - start:.0f} s", flush=True)
 
 

@@ -11,7 +11,7 @@ window, the empty space below the page cut off). A screenshot must not be blank 
 pixels, enough grey-level variance). On every notebook page it also checks what a reader of a paper
 expects: the "Reproduce this page" line with its papermill command, code inputs collapsed (every code
 cell but the parameters ones tagged hide-input), no "NaN" in a table, and no absolute path of the
-building machine in the page or in the executed notebook's outputs. Exits non-zero, naming the page
+building machine in the page or in the executed notebook's outputs and metadata. Exits non-zero, naming the page
 and the problem, on a failure.
 """
 from __future__ import annotations
@@ -144,6 +144,8 @@ def check_notebook_page(name: str) -> list[str]:
         problems.append(f"{name}: cell {index}'s output shows the machine path {path!r}")
     if paths := machine_paths_in(text):
         problems.append(f"{name}: the page shows machine paths, e.g. {paths[0]!r}")
+    if paths := machine_paths_in(json.dumps(notebook["metadata"])):  # papermill records its input/output paths
+        problems.append(f"{name}: the executed notebook's metadata holds machine paths, e.g. {paths[0]!r}")
     return problems
 
 
