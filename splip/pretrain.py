@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from splip.backbone import load_backbone, read_card
+from splip.backbone import WeightsMismatchError, WeightsNotFoundError, check_weights_card, load_backbone
 from splip.data import ImageSet, collate_skip_unreadable
 from splip.data.synthetic import load_synthetic, synthetic_class_names, synthetic_pretraining_photos
 from splip.io import save_json, save_torch, sha256_of
@@ -198,11 +198,13 @@ def ensure_synthetic_backbone(model_name: str = "splip-tiny", num_classes: int =
     path = synthetic_backbone_path(model_name, num_classes, seed, cache_dir)
     card = path.with_suffix(".json")
     if path.is_file():
-        recorded = read_card(path)
-        if recorded is not None and sha256_of(path) == recorded["sha256"]:
+        try:
+            check_weights_card(path, required=True)  # the check load_backbone makes, here to rebuild
             return path
-        problem = ("its card is missing or unreadable" if recorded is None else
-                   f"its SHA-256 is not the one on its card {card.name} (a changed or cut-short file)")
+        except WeightsMismatchError:
+            problem = f"its SHA-256 is not the one on its card {card.name} (a changed or cut-short file)"
+        except WeightsNotFoundError:
+            problem = "its card is missing or unreadable"
         print(f"The cached backbone {path} cannot be used: {problem}. Rebuilding it "
               f"(about 5 minutes for splip-tiny on 2 CPU cores).", flush=True)
     recipe = SYNTHETIC_PRETRAINING

@@ -55,6 +55,8 @@ def computed_settings(config: dict[str, Any]) -> dict[str, Any]:
     kept = {k: v for k, v in config.items() if k not in EXECUTION_SETTINGS}
     kept["model"] = {k: v for k, v in kept.get("model", {}).items() if k not in MODEL_EXECUTION_SETTINGS}
     return kept
+
+
 PRETRAINED_AUTO = "auto"
 NO_PROMPTS = SpLIPConfig(text_prompts=False, text_guided_visual_prompts=False, multilayer_visual_prompts=False,
                          tune_layernorm=False)
