@@ -19,11 +19,16 @@ One run prints one table. Each row is measured in a fresh process on the same sy
   ``--baseline`` (e.g. a saved copy of an older splip/metrics.py), and the largest difference of its
   values from the current ones.
 
-``floor s`` is the ``matmul`` loop timed again in the same process right after the row's run, so
-that the row and its floor see the same machine load; ``x floor`` = seconds / floor s. Peak memory
-on CPU is that process's peak resident set (VmHWM, reset just before the call) minus its resident set
-at that moment, i.e. what the evaluation adds on top of the embeddings; on CUDA it is the peak of
-torch.cuda.max_memory_allocated over the call. The load average is printed before and after.
+Each row runs ``--repeats`` times (default 3), and each run is followed by its floor, the ``matmul``
+loop timed again in the same process, so that a run and its floor see the same machine load (on a
+shared or virtual machine that load moves by 10-30% within minutes). ``seconds`` and ``floor s`` are
+the medians, ``x floor`` the median of the runs' seconds / floor s, ``x range`` their lowest and
+highest. Peak memory (of the first run) on CPU is that process's peak resident set (VmHWM, reset
+just before the call) minus its resident set at that moment, i.e. what the evaluation adds on top of
+the embeddings; on CUDA it is the peak of torch.cuda.max_memory_allocated over the call. ``load s``
+and ``load MiB``: the first metrics call of a process also loads the compiled ranking kernels
+(numba), a one-off cost whatever the size; it is measured on its own on a tiny problem before the
+timed runs, and is not in their figures. The load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import importlib.util
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -86,7 +92,8 @@ def load_retrieval_metrics(path: str | None) -> Callable[..., dict[str, float]]:
 
 
 def measure(args: argparse.Namespace, chunk: int, what: str) -> dict[str, object]:
-    """One run of ``what`` (a FLOORS name or a convention) in the current (fresh) process."""
+    """``args.repeats`` runs of ``what`` (a FLOORS name or a convention) in the current (fresh) process,
+    each followed by its floor."""
     n_query, n_gallery = round(args.queries * args.scale), round(args.gallery * args.scale)
     gen = torch.Generator().manual_seed(0)
     centers = torch.randn(args.classes, args.dim, generator=gen)  # (K, D)
@@ -94,23 +101,32 @@ def measure(args: argparse.Namespace, chunk: int, what: str) -> dict[str, object
     g_labels = torch.randint(args.classes, (n_gallery,), generator=gen)
     query = synthetic(n_query, centers, q_labels, args.noise, gen).to(args.device)  # (Q, D)
     gallery = synthetic(n_gallery, centers, g_labels, args.noise, gen).to(args.device)  # (G, D)
+    load = {"seconds": 0.0, "mib": 0.0}
     if what in FLOORS:
         run = lambda: matmul_floor(query, gallery, chunk, reuse=what == "matmul out=")  # noqa: E731
     else:
         retrieval_metrics = load_retrieval_metrics(args.baseline if args.run_baseline else None)
         run = lambda: retrieval_metrics(query, q_labels, gallery, g_labels, METRICS,  # noqa: E731
                                         convention=what, chunk_size=chunk or None)
-    with PeakMemory(args.device) as peak:
-        start = time.perf_counter()
-        values = run()
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-    peak_mib = peak.bytes / 2**20
-    start = time.perf_counter()  # the floor right after, so that both see the same machine load
-    matmul_floor(query, gallery, chunk, reuse=False)
-    floor_seconds = time.perf_counter() - start
-    return {"seconds": seconds, "floor_seconds": floor_seconds, "peak_mib": peak_mib, "values": values}
+        # The first call in a process also loads the compiled ranking kernels (numba): a one-off
+        # cost whatever the size, measured here on a tiny problem and reported on its own.
+        with PeakMemory(args.device) as peak:
+            start = time.perf_counter()
+            retrieval_metrics(query[:2], q_labels[:2], gallery[:8], g_labels[:8], ("map@all",), convention=what)
+            load = {"seconds": time.perf_counter() - start, "mib": peak.bytes / 2**20}
+    rows = []
+    for _ in range(args.repeats):
+        with PeakMemory(args.device) as peak:
+            start = time.perf_counter()
+            values = run()
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+        start = time.perf_counter()  # the floor right after, so that both see the same machine load
+        matmul_floor(query, gallery, chunk, reuse=False)
+        rows.append({"seconds": seconds, "floor_seconds": time.perf_counter() - start,
+                     "peak_mib": peak.bytes / 2**20})
+    return {"repeats": rows, "values": values, "load": load}
 
 
 def main() -> None:
@@ -127,6 +143,8 @@ def main() -> None:
                         default=list(splip_metrics.METRIC_CONVENTIONS), help="metric conventions to time (default: all)")
     parser.add_argument("--baseline", help="a metrics module file whose retrieval_metrics to time as well")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs per row, each followed by its floor (median reported)")
     parser.add_argument("--noise", type=float, default=4.0,
                         help="noise-to-class-centre norm ratio of the embeddings")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # child process mode: what to measure
@@ -140,7 +158,8 @@ def main() -> None:
     print(f"{n_query:,} queries x {n_gallery:,} gallery, D={args.dim}, {args.classes} classes, "
           f"device={args.device}, torch threads={torch.get_num_threads()}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f} (1 min)")
-    print(f"{'run':>18} {'chunk_size':>10} {'seconds':>8} {'floor s':>8} {'x floor':>7} {'peak extra MiB':>15} "
+    print(f"{'run':>18} {'chunk_size':>10} {'seconds':>8} {'floor s':>8} {'x floor':>7} {'x range':>11} "
+          f"{'peak extra MiB':>15} {'load s':>6} {'load MiB':>8} "
           + " ".join(f"{m:>8}" for m in METRICS) + f" {'max |diff|':>10}")
     runs = [(what, False) for what in FLOORS] + [(c, False) for c in args.convention]
     if args.baseline:
@@ -149,7 +168,7 @@ def main() -> None:
         current: dict[str, dict[str, float]] = {}
         for what, baseline in runs:  # a fresh process per run keeps the peaks independent
             child = [sys.executable, __file__, "--child", what, "--chunk-sizes", str(chunk)]
-            for name in ("queries", "gallery", "dim", "classes", "scale", "device", "noise"):
+            for name in ("queries", "gallery", "dim", "classes", "scale", "device", "noise", "repeats"):
                 child += [f"--{name}", str(getattr(args, name))]
             if baseline:
                 child += ["--baseline", args.baseline, "--run-baseline"]
@@ -160,9 +179,13 @@ def main() -> None:
             diff = (max(abs(values[m] - current[what][m]) for m in METRICS)
                     if baseline and what in current else math.nan)
             label = f"baseline {what}" if baseline else what
-            ratio = row["seconds"] / row["floor_seconds"]
-            print(f"{label:>18} {'default' if chunk == 0 else chunk:>10} {row['seconds']:8.1f} "
-                  f"{row['floor_seconds']:8.1f} {ratio:7.2f} {row['peak_mib']:15.0f} "
+            repeats = row["repeats"]
+            ratios = [r["seconds"] / r["floor_seconds"] for r in repeats]
+            load = "" if what in FLOORS else f"{row['load']['seconds']:6.2f} {row['load']['mib']:8.0f}"
+            print(f"{label:>18} {'default' if chunk == 0 else chunk:>10} "
+                  f"{statistics.median(r['seconds'] for r in repeats):8.1f} "
+                  f"{statistics.median(r['floor_seconds'] for r in repeats):8.1f} {statistics.median(ratios):7.2f} "
+                  f"{f'{min(ratios):.2f}-{max(ratios):.2f}':>11} {repeats[0]['peak_mib']:15.0f} {load:>15} "
                   + " ".join(f"{values[m]:8.4f}" if m in values else f"{'':>8}" for m in METRICS)
                   + (f" {diff:10.1e}" if baseline else ""), flush=True)
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")

@@ -45,14 +45,17 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numba
 import numpy as np
 import torch
 from torch import Tensor
 
+from splip.cpu_ranking import BlockWorkspace, GalleryClasses, block_hits
 from splip.progress import tqdm
 
 __all__ = [
@@ -217,23 +220,53 @@ def _parse_metrics(metrics: Sequence[str], n_gallery: int) -> list[tuple[str, st
     return parsed
 
 
-def _interpolated_precision(precision: np.ndarray, hit_row: np.ndarray, hit_number: np.ndarray,
-                            n_rows: int) -> np.ndarray:
-    """VOC-interpolated precision at each hit: max of P over that hit and the later hits of its row.
+# The cut-off that stands for "all" (map@all): above every rank.
+_ALL_RANKS = 2**62
 
-    ``precision`` (H,): P at each hit; ``hit_row`` (H,): its row; ``hit_number`` (H,): how many hits
-    of its row come before it (hits of a row in rank order). The max over the later *positions* of
-    the row (what VOCap's right-to-left max takes) equals the max over its later *hits*, because P
-    only falls between hits. Laid out as a ``(C, W)`` table, one row per query and 0 (below every
-    P) after a row's last hit, one right-to-left running max along the rows gives all of them.
+
+@numba.njit(nogil=True, cache=True)
+def _hit_sums(hit_row, hit_col, n_relevant, cutoffs):  # pragma: no cover - compiled
+    """Sums over each query's hits within each cut-off, from which every convention's values follow.
+
+    ``hit_row``, ``hit_col`` ``(H,)``: row and rank - 1 of the hits, by row, then rank;
+    ``n_relevant`` ``(C,)``: R of each row; ``cutoffs`` ``(M,)``: K of each metric. Returns a
+    ``(4, C, M)`` float64 array: hits within the top K; the sum of P(k) over them; the sum of their
+    VOC-interpolated precision within the top K, max P(j) over the later hits j <= K (the max over
+    later *positions*, what VOCap takes, equals the max over later *hits*, because P only falls
+    between hits); and the hits within the top min(K, R). Sums run in rank order.
     """
-    width = int(hit_number.max()) + 1 if hit_number.size else 1
-    flat = hit_row * width + hit_number  # (H,) position in the table
-    table = np.zeros((n_rows, width))  # (C, W)
-    table.flat[flat] = precision
-    right_to_left = table[:, ::-1]
-    np.maximum.accumulate(right_to_left, axis=1, out=right_to_left)
-    return table.flat[flat]  # (H,)
+    out = np.zeros((4, n_relevant.size, cutoffs.size))
+    interpolated = np.empty(hit_row.size)  # scratch: one row's interpolated precision
+    start = 0
+    while start < hit_row.size:
+        row = hit_row[start]
+        end = start
+        while end < hit_row.size and hit_row[end] == row:
+            end += 1
+        for c in range(cutoffs.size):
+            # Hits come in rank order, so those within the top K are a prefix of the row's hits, and
+            # a hit's number within the row is the count of relevant items at ranks 1..k.
+            stop = start
+            precision_sum = 0.0
+            while stop < end and hit_col[stop] < cutoffs[c]:
+                precision_sum += (stop - start + 1) / (hit_col[stop] + 1.0)
+                stop += 1
+            running_max = 0.0
+            for h in range(stop - 1, start - 1, -1):
+                running_max = max(running_max, (h - start + 1) / (hit_col[h] + 1.0))
+                interpolated[h] = running_max
+            interpolated_sum = 0.0
+            for h in range(start, stop):
+                interpolated_sum += interpolated[h]
+            within_r = start
+            while within_r < stop and hit_col[within_r] < n_relevant[row]:
+                within_r += 1
+            out[0, row, c] = stop - start
+            out[1, row, c] = precision_sum
+            out[2, row, c] = interpolated_sum
+            out[3, row, c] = within_r - start
+        start = end
+    return out
 
 
 def _metrics_from_hits(hit_row: np.ndarray, hit_col: np.ndarray, n_relevant: np.ndarray,
@@ -244,143 +277,47 @@ def _metrics_from_hits(hit_row: np.ndarray, hit_col: np.ndarray, n_relevant: np.
     deepest cut-off the metrics need, ordered by row, then rank; ``n_relevant`` ``(C,)``: R of each query.
     """
     n_rows = n_relevant.size
-    # Hits of a row come in rank order, so a hit's running count within its row is the number of
-    # relevant items at ranks 1..k.
-    hits_per_row = np.bincount(hit_row, minlength=n_rows)  # (C,)
-    row_start = np.cumsum(hits_per_row) - hits_per_row
-    hit_number = np.arange(hit_row.size) - row_start[hit_row]  # (H,) earlier hits of the same row
-    precision_at_hit = (hit_number + 1) / (hit_col + 1.0)  # (H,)
+    cutoffs = np.array([_ALL_RANKS if k is None else k for _, _, k in parsed], dtype=np.int64)  # (M,)
+    hits, precision_sum, interpolated_sum, hits_within_r = _hit_sums(
+        hit_row, hit_col, n_relevant.astype(np.int64), cutoffs)  # each (C, M)
     out = {}
-    for name, kind, k in parsed:
-        keep = slice(None) if k is None else hit_col < k  # top-K hits: a prefix of each row's hits
-        if kind == "p" and convention == "zse":
+    for c, (name, kind, k) in enumerate(parsed):
+        if kind == "p" and convention == "zse":  # hits in the top min(K, R) / min(K, R)
             cutoff = np.minimum(k, n_relevant)  # (C,)
-            hits_in_cutoff = np.bincount(hit_row[hit_col < cutoff[hit_row]], minlength=n_rows)  # (C,)
-            out[name] = np.divide(hits_in_cutoff, cutoff, out=np.full(n_rows, np.nan), where=cutoff > 0)
-            continue
-        hits_in_top = np.bincount(hit_row[keep], minlength=n_rows)  # (C,)
-        if kind == "p":
-            out[name] = hits_in_top / k
-            continue
-        if convention == "sem-pcyc":
-            ap_sum = np.bincount(hit_row[keep], weights=precision_at_hit[keep], minlength=n_rows)  # (C,)
-            denominator = n_relevant if k is None else hits_in_top
-            out[name] = np.divide(ap_sum, denominator, out=np.zeros(n_rows), where=denominator > 0)
-            continue
-        # Interpolate within the top K only: hits after rank K must not raise precision.
-        interpolated = _interpolated_precision(precision_at_hit[keep], hit_row[keep], hit_number[keep],
-                                               n_rows)  # (H_K,)
-        ap_sum = np.bincount(hit_row[keep], weights=interpolated, minlength=n_rows)  # (C,)
-        denominator = n_relevant if k is None else np.minimum(k, n_relevant)
-        out[name] = np.divide(ap_sum, denominator, out=np.full(n_rows, np.nan),
-                              where=denominator > 0)  # NaN: R = 0, left out of the mean
+            out[name] = np.divide(hits_within_r[:, c], cutoff, out=np.full(n_rows, np.nan), where=cutoff > 0)
+        elif kind == "p":
+            out[name] = hits[:, c] / k
+        elif convention == "sem-pcyc":
+            denominator = n_relevant if k is None else hits[:, c]
+            out[name] = np.divide(precision_sum[:, c], denominator, out=np.zeros(n_rows), where=denominator > 0)
+        else:  # VOC AP, interpolated within the top K only: hits after rank K must not raise precision
+            denominator = n_relevant if k is None else np.minimum(k, n_relevant)
+            out[name] = np.divide(interpolated_sum[:, c], denominator, out=np.full(n_rows, np.nan),
+                                  where=denominator > 0)  # NaN: R = 0, left out of the mean
     return out
 
 
-# Similarity entries per CPU block, the unit of work of one thread: small enough for a core's
-# cache and to spread a chunk over the threads, large enough to amortise numpy's per-call cost.
+# Similarity entries per CPU block, the unit of work of one thread: with its keys a block stays
+# within a core's 2 MiB L2 cache, and it is still large enough to amortise the per-call cost of
+# the metrics' numpy operations (4 rows at G = 54,151).
 _BLOCK_ELEMENTS = 2**19
-# A block with more tie groups to repair than this many per row is ranked with int64 keys instead:
-# each group costs a scan of a gallery row. Float32 similarities tie by chance (the benchmark's
-# embeddings give 1.4 groups per row at G = 54,151); quantised embeddings can give hundreds.
-_MAX_TIE_GROUPS_PER_ROW = 4
 
 
-def _order_preserving_int32(bits: np.ndarray) -> np.ndarray:
-    """IEEE-754 float32 patterns as int32 -> int32 that rises with the float (a new array).
-
-    Equal floats give equal values (pass ``-0.0`` as ``+0.0``). The map is its own inverse. For
-    ``|x| < 2`` (similarities of unit rows) the values lie in ``[-2**30, 2**30)``: a bit is free.
-    """
-    # Classic order-preserving float->int map: flip the magnitude bits of negative numbers.
-    value = np.right_shift(bits, 31)
-    np.bitwise_and(value, 0x7FFFFFFF, out=value)
-    np.bitwise_xor(value, bits, out=value)
-    return value
-
-
-def _exact_block_hits(sim: np.ndarray, relevant: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_block_hits` with int64 keys ``~value << 32 | index << 1 | relevant``: unique and in
-    rank order, so ties need no repair, but their sort takes about twice as long as int32 keys'."""
-    keys = np.left_shift(~_order_preserving_int32(sim.view(np.int32)).astype(np.int64), 32)  # (B, G)
-    keys |= np.arange(sim.shape[1], dtype=np.int64) << 1
-    keys |= relevant
-    keys.sort(axis=1)
-    return np.nonzero(keys[:, :depth] & 1)
-
-
-def _block_hits(sim: np.ndarray, q_codes: np.ndarray, g_codes: np.ndarray,
-                depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(B, G)`` float32 similarities (consumed) -> ``(row, rank - 1)`` of every relevant item
-    ranked within the top ``depth``, ordered by row, then rank (numpy, CPU).
-
-    ``q_codes`` ``(B,)`` and ``g_codes`` ``(G,)``: label codes. Each item's key is the int32
-    ``2 * ~value + relevant`` (``value`` from :func:`_order_preserving_int32`), so one int32 sort
-    (numpy's SIMD sort, about twice as fast as for int64) orders similarities descending and the
-    lowest bit marks the relevant items, with no gather. Only ties are left: the sort puts a
-    similarity's irrelevant items before its relevant ones, whereas the ranking orders them by
-    gallery index. Each such mixed tie group is repaired from its members, found by scanning the row
-    for its similarity: in gallery-index order they take the group's ranks one after the other.
-    """
-    n_rows, n_gallery = sim.shape
-    relevant = q_codes[:, None] == g_codes[None, :]  # (B, G)
-    np.add(sim, 0.0, out=sim)  # turns -0.0 into +0.0 so the two tie
-    bits = sim.view(np.int32)  # (B, G)
-    # 2 * ~value + relevant: value and bits ^ (bits >> 31) differ only in the sign bit (the magnitude
-    # bits of negatives flipped either way), which the shift drops.
-    keys = np.right_shift(bits, 31)  # (B, G)
-    np.bitwise_xor(keys, bits, out=keys)
-    np.invert(keys, out=keys)
-    np.left_shift(keys, 1, out=keys)
-    np.add(keys, relevant, out=keys)
-    keys.sort(axis=1)
-    flat_keys = keys.ravel()  # (B * G,)
-    is_hit = np.empty(flat_keys.size, dtype=np.bool_)
-    np.bitwise_and(flat_keys, 1, out=is_hit, casting="unsafe")  # one pass, no int32 temporary
-    hits = np.flatnonzero(is_hit)  # (H,) by row, then rank
-    row, col = np.divmod(hits, n_gallery)  # (H,), (H,)
-    key = flat_keys[hits]  # (H,)
-    # A mixed group's first relevant item directly follows an irrelevant item of its similarity
-    # (key - 1). Groups that start below rank `depth` are left alone.
-    first = (col > 0) & (flat_keys[hits - 1] == key - 1)
-    if depth < n_gallery:
-        first &= flat_keys[row * n_gallery + depth - 1] >= key - 1
-    group_hit = np.flatnonzero(first)  # (M,) index into the hits of each group's first one
-    if group_hit.size > _MAX_TIE_GROUPS_PER_ROW * n_rows:
-        return _exact_block_hits(sim, relevant, depth)
-    if group_hit.size:
-        group_row = row[group_hit]  # (M,)
-        group_bits = _order_preserving_int32(~(key[group_hit] >> 1))  # (M,) the group's similarity
-        members = np.flatnonzero(bits[group_row] == group_bits[:, None])  # (N,)
-        member_group, member_col = np.divmod(members, n_gallery)  # (N,), (N,) by group, then index
-        member_relevant = relevant[group_row[member_group], member_col]  # (N,)
-        size = np.bincount(member_group, minlength=group_hit.size)  # (M,)
-        n_relevant = np.bincount(member_group[member_relevant], minlength=group_hit.size)  # (M,)
-        start = col[group_hit] - (size - n_relevant)  # (M,) rank - 1 of the group's first item
-        member_start = np.cumsum(size) - size  # (M,)
-        member_rank = start[member_group] + np.arange(members.size) - member_start[member_group]  # (N,)
-        # The group's relevant items are consecutive hits from its first one on, in an arbitrary
-        # order among themselves; only their set of ranks matters, so assign them in index order.
-        relevant_members = np.flatnonzero(member_relevant)  # (N_rel,)
-        relevant_group = member_group[relevant_members]
-        relevant_start = np.cumsum(n_relevant) - n_relevant  # (M,)
-        into = group_hit[relevant_group] + np.arange(relevant_members.size) - relevant_start[relevant_group]
-        col[into] = member_rank[relevant_members]
-    keep = col < depth
-    return row[keep], col[keep]
-
-
-def _cpu_chunk_metrics(sim: np.ndarray, q_codes: np.ndarray, g_codes: np.ndarray, n_relevant: np.ndarray,
+def _cpu_chunk_metrics(sim: np.ndarray, q_codes: np.ndarray, classes: GalleryClasses, n_relevant: np.ndarray,
                        depth: int, parsed: list[tuple[str, str, int | None]], convention: str,
-                       pool: ThreadPoolExecutor) -> dict[str, np.ndarray]:
-    """Each parsed metric for a CPU chunk ``(C, G)`` float32 (consumed), in blocks of rows spread over
-    ``pool``'s threads (numpy's sort and ufuncs release the GIL). ``(C,)`` float64 arrays."""
+                       pool: ThreadPoolExecutor, workspaces: threading.local) -> dict[str, np.ndarray]:
+    """Each parsed metric for a CPU chunk ``(C, G)`` float32, in blocks of rows spread over ``pool``'s
+    threads (the ranking kernels and numpy release the GIL), each thread with its own
+    :class:`~splip.cpu_ranking.BlockWorkspace` in ``workspaces``. ``(C,)`` float64 arrays."""
     n_rows, n_gallery = sim.shape
     block = max(1, _BLOCK_ELEMENTS // n_gallery)
 
     def block_metrics(start: int) -> dict[str, np.ndarray]:
         rows = slice(start, start + block)
-        hit_row, hit_col = _block_hits(sim[rows], q_codes[rows], g_codes, depth)
+        workspace = getattr(workspaces, "block", None)
+        if workspace is None:
+            workspace = workspaces.block = BlockWorkspace(block, n_gallery)
+        hit_row, hit_col = block_hits(sim[rows], q_codes[rows], classes, depth, workspace)
         return _metrics_from_hits(hit_row, hit_col, n_relevant[rows], parsed, convention)
 
     blocks = list(pool.map(block_metrics, range(0, n_rows, block)))
@@ -432,8 +369,8 @@ def per_query_retrieval_metrics(
     q_np, g_np = _joint_label_codes(query_labels, gallery_labels, n_query, n_gallery)  # (Q,), (G,)
     n_relevant_all = np.bincount(g_np, minlength=int(q_np.max()) + 1)[q_np]  # (Q,) R of each query
     on_cpu = device.type == "cpu"
-    if on_cpu:  # int32 codes: the (B, G) relevance comparisons read half the bytes
-        q_codes, g_codes = q_np.astype(np.int32), g_np.astype(np.int32)
+    if on_cpu:
+        q_codes, classes = q_np.astype(np.int32), GalleryClasses(g_np, int(q_np.max()) + 1)
     else:
         q_codes, g_codes = torch.as_tensor(q_np, device=device), torch.as_tensor(g_np, device=device)
     # Relevance is only needed down to the deepest rank any metric looks at.
@@ -441,6 +378,7 @@ def per_query_retrieval_metrics(
 
     out = {name: np.zeros(n_query) for name, _, _ in parsed}
     buffer = None
+    workspaces = threading.local()  # one BlockWorkspace per pool thread, reused by every chunk
     with ThreadPoolExecutor(max_workers=torch.get_num_threads()) as pool:
         for rows in _chunks(n_query, n_gallery, chunk_size, progress, "retrieval metrics"):
             n_rows = rows.stop - rows.start
@@ -454,8 +392,8 @@ def per_query_retrieval_metrics(
                 # The values of query[rows] @ gallery.T, written into one reused (C, G) matrix: a
                 # fresh one per chunk would cost its page faults on every chunk.
                 sim = torch.mm(query[rows].to(device), gallery.T, out=buffer[:n_rows])  # (C, G)
-                chunk = _cpu_chunk_metrics(sim.numpy(), q_codes[rows], g_codes, n_relevant_all[rows], depth,
-                                           parsed, convention, pool)
+                chunk = _cpu_chunk_metrics(sim.numpy(), q_codes[rows], classes, n_relevant_all[rows], depth,
+                                           parsed, convention, pool, workspaces)
             for name, values in chunk.items():
                 out[name][rows] = values
     return out

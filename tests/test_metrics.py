@@ -9,11 +9,12 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
+import splip.cpu_ranking as cpu_ranking
 import splip.metrics as metrics_module
+from splip.cpu_ranking import BlockWorkspace, GalleryClasses, block_hits
 from splip.metrics import (
     DEFAULT_CONVENTION,
     METRIC_CONVENTIONS,
-    _block_hits,
     _metrics_from_hits,
     _parse_metrics,
     _ranked_gallery_indices,
@@ -383,7 +384,7 @@ def test_cpu_path_matches_full_sort_reference_on_large_tie_cases(
     relevant = q_labels[:, None] == g_labels[None, :]
     n_relevant = relevant.sum(axis=1)
     assert (n_relevant == 0).any() and (n_relevant == 3).any() and (n_relevant > 100).any()
-    monkeypatch.setattr(metrics_module, "_MAX_TIE_GROUPS_PER_ROW", tie_groups_per_row)
+    monkeypatch.setattr(cpu_ranking, "MAX_TIE_GROUPS_PER_ROW", tie_groups_per_row)
     monkeypatch.setattr(metrics_module, "_BLOCK_ELEMENTS", 7 * 2500)  # 7 rows per block
     for convention in CONVENTIONS:
         expected = reference_metrics(exact, relevant, LARGE_NAMES, convention)
@@ -423,13 +424,13 @@ def test_cpu_ranking_handles_signs_tiny_values_and_signed_zeros(
     tie_groups_per_row: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Similarities fed to the CPU ranking directly: -0.0 ties +0.0, tiny values keep their order.
-    monkeypatch.setattr(metrics_module, "_MAX_TIE_GROUPS_PER_ROW", tie_groups_per_row)
+    monkeypatch.setattr(cpu_ranking, "MAX_TIE_GROUPS_PER_ROW", tie_groups_per_row)
     values = [0.0, -0.5, -0.0, 0.5, -0.0, 1e-30, -1e-30, 0.5, -1.0, 0.0, 1e-30, 1.0]
     rows = np.array([values, values[::-1], values[3:] + values[:3]], dtype=np.float32)  # (3, 12)
     g_codes = np.array([0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1, 1])
     q_codes = np.array([0, 1, 1])
     for depth in (12, 5):
-        hit_row, hit_col = _block_hits(rows.copy(), q_codes, g_codes, depth)
+        hit_row, hit_col = block_hits(rows, q_codes, GalleryClasses(g_codes, 2), depth, BlockWorkspace(3, 12))
         expected_row, expected_col = [], []
         for i, vals in enumerate(rows.tolist()):
             order = sorted(range(12), key=lambda j: (-vals[j], j))
