@@ -18,24 +18,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["BlockWorkspace", "GalleryClasses", "block_hits"]
+__all__ = ["BlockWorkspace", "block_hits"]
 
 # A block with more tie groups to repair than this many per row is ranked with int64 keys that
 # carry the gallery index instead: they need no repair, but their sort takes about twice as long.
 # Float32 similarities tie by chance (the benchmark's embeddings give 1.2 groups per row at
 # G = 54,151); quantised embeddings can give hundreds.
 MAX_TIE_GROUPS_PER_ROW = 4
-
-
-class GalleryClasses:
-    """The gallery grouped by label code (``n_codes`` codes, queries' included): the items of code
-    ``c`` are ``order[start[c]:start[c + 1]]``, in gallery-index order."""
-
-    def __init__(self, g_codes: np.ndarray, n_codes: int) -> None:
-        self.codes = np.ascontiguousarray(g_codes, dtype=np.int32)  # (G,)
-        self.order = np.argsort(self.codes, kind="stable").astype(np.int32)  # (G,)
-        counts = np.bincount(self.codes, minlength=n_codes)  # (L,)
-        self.start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # (L + 1,)
 
 
 class BlockWorkspace:
@@ -54,8 +43,14 @@ class BlockWorkspace:
 
 @numba.njit(nogil=True, cache=True)
 def _fill_keys(sim, q_codes, g_codes, keys):  # pragma: no cover - compiled
-    """keys[i, j] = 2 * ~u + relevant, u = bits ^ (bits >> 31): the order-preserving map of the
-    similarity's bits up to the sign bit, which the shift drops (|similarity| < 2 frees it)."""
+    """Each item's sort key, by the dtype of ``keys`` ``(B, G)``:
+
+    - int32: ``2 * ~u + relevant``, u = bits ^ (bits >> 31), the order-preserving map of the
+      similarity's bits up to the sign bit, which the shift drops (|similarity| < 2 frees it);
+    - int64: ``~value << 32 | j << 1 | relevant`` with the exact order-preserving ``value``: unique
+      keys, already in rank order.
+    """
+    exact = keys.itemsize == 8
     bits = sim.view(np.int32)
     for i in range(sim.shape[0]):
         q = q_codes[i]
@@ -63,34 +58,15 @@ def _fill_keys(sim, q_codes, g_codes, keys):  # pragma: no cover - compiled
         for j in range(sim.shape[1]):
             b = bits_row[j]
             b = 0 if b == -2147483648 else b  # -0.0 as +0.0, so the two tie
-            key_row[j] = ((~(b ^ (b >> 31))) << 1) | (g_codes[j] == q)
+            if exact:
+                value = b ^ ((b >> 31) & 0x7FFFFFFF)  # rises with the float
+                key_row[j] = (np.int64(~value) << 32) | (np.int64(j) << 1) | (g_codes[j] == q)
+            else:
+                key_row[j] = ((~(b ^ (b >> 31))) << 1) | (g_codes[j] == q)
 
 
 @numba.njit(nogil=True, cache=True)
-def _fill_exact_keys(sim, q_codes, g_codes, keys):  # pragma: no cover - compiled
-    """keys[i, j] = ~value << 32 | j << 1 | relevant (int64): unique, already in rank order."""
-    bits = sim.view(np.int32)
-    for i in range(sim.shape[0]):
-        q = q_codes[i]
-        bits_row, key_row = bits[i], keys[i]
-        for j in range(sim.shape[1]):
-            b = bits_row[j]
-            b = 0 if b == -2147483648 else b
-            value = b ^ ((b >> 31) & 0x7FFFFFFF)  # rises with the float
-            key_row[j] = (np.int64(~value) << 32) | (np.int64(j) << 1) | (g_codes[j] == q)
-
-
-@numba.njit(nogil=True, cache=True)
-def _count_equal(row, value, start, stop):  # pragma: no cover - compiled
-    count = 0
-    for j in range(start, stop):
-        count += row[j] == value
-    return count
-
-
-@numba.njit(nogil=True, cache=True)
-def _scan_hits(keys, sim, q_codes, class_order, class_start, depth, max_groups,
-               hit_row, hit_col):  # pragma: no cover - compiled
+def _scan_hits(keys, sim, q_codes, g_codes, depth, max_groups, hit_row, hit_col):  # pragma: no cover - compiled
     """Fills hit_row / hit_col with (row, rank - 1) of the relevant items ranked within ``depth``,
     by row, then rank; returns how many, or -1 once more than ``max_groups`` tie groups need repair.
 
@@ -99,9 +75,9 @@ def _scan_hits(keys, sim, q_codes, class_order, class_start, depth, max_groups,
     n_rows, n_gallery = keys.shape
     n_kept = 0
     n_groups = 0
+    scratch = np.empty(1, dtype=np.int32)  # a similarity's bits, to read them as a float
     for i in range(n_rows):
         key_row, sim_row = keys[i], sim[i]
-        bits_row = sim_row.view(np.int32)
         first = n_kept
         n_found = first
         for p in range(n_gallery):  # branch-free compaction of the odd keys' positions
@@ -123,27 +99,34 @@ def _scan_hits(keys, sim, q_codes, class_order, class_start, depth, max_groups,
             group_start = p - 1
             while group_start > 0 and key_row[group_start - 1] == key - 1:
                 group_start -= 1
+            group_end = p + 1
+            while group_end < n_gallery and key_row[group_end] == key:
+                group_end += 1
+            # The group's similarity, decoded from its key (-0.0 items compare equal to +0.0).
+            inverse = ~(key >> 1)
+            scratch[0] = inverse ^ ((inverse >> 31) & 0x7FFFFFFF)
+            value = scratch.view(np.float32)[0]
+            # Its members, streamed in gallery-index order (not gathered: a random access to the
+            # row costs a cache miss), 64 at a time with a vectorised count saying whether to look
+            # closer; the scan stops after the last member.
             q = q_codes[i]
-            value = np.float32(0.0)
-            found = False
-            members_before = 0  # members with a lower gallery index than the last relevant one
-            scanned = 0
-            for c in range(class_start[q], class_start[q + 1]):  # the relevant items, index order
-                j = class_order[c]
-                if found:
-                    if sim_row[j] != value:
-                        continue
-                else:
-                    b = bits_row[j]
-                    b = 0 if b == -2147483648 else b
-                    if np.int32(((~(b ^ (b >> 31))) << 1) | 1) != key:
-                        continue
-                    value = sim_row[j]
-                    found = True
-                members_before += _count_equal(sim_row, value, scanned, j)
-                scanned = j
-                hit_col[h] = group_start + members_before
-                h += 1
+            n_members = group_end - group_start
+            members_before = 0
+            for base in range(0, n_gallery, 64):
+                stop = min(base + 64, n_gallery)
+                count = 0
+                for j in range(base, stop):
+                    count += sim_row[j] == value
+                if count == 0:
+                    continue
+                for j in range(base, stop):
+                    if sim_row[j] == value:
+                        if g_codes[j] == q:
+                            hit_col[h] = group_start + members_before
+                            h += 1
+                        members_before += 1
+                if members_before == n_members:
+                    break
         for h in range(first, n_found):  # keep the ranks within depth; add the rows
             if hit_col[h] < depth:
                 hit_col[n_kept] = hit_col[h]
@@ -152,26 +135,23 @@ def _scan_hits(keys, sim, q_codes, class_order, class_start, depth, max_groups,
     return n_kept
 
 
-def block_hits(sim: np.ndarray, q_codes: np.ndarray, classes: GalleryClasses, depth: int,
+def block_hits(sim: np.ndarray, q_codes: np.ndarray, g_codes: np.ndarray, depth: int,
                workspace: BlockWorkspace) -> tuple[np.ndarray, np.ndarray]:
     """``(B, G)`` float32 similarities -> ``(row, rank - 1)`` of every relevant item ranked within
     the top ``depth``, ordered by row, then rank (int32 arrays of the hits).
 
-    ``q_codes`` ``(B,)``: the queries' label codes; ``classes``: the gallery's; ``workspace``:
-    arrays of at least ``B`` rows of ``G``. ``sim`` is read only; it must be C-contiguous.
+    ``q_codes`` ``(B,)`` and ``g_codes`` ``(G,)``: label codes (int32); ``workspace``: arrays of at
+    least ``B`` rows of ``G``. ``sim`` is read only; it must be C-contiguous.
     """
     n_rows = sim.shape[0]
-    q_codes = np.ascontiguousarray(q_codes, dtype=np.int32)
     keys = workspace.keys[:n_rows]
-    _fill_keys(sim, q_codes, classes.codes, keys)
+    _fill_keys(sim, q_codes, g_codes, keys)
     keys.sort(axis=1)  # numpy's SIMD sort, GIL released
     max_groups = MAX_TIE_GROUPS_PER_ROW * n_rows
-    n = _scan_hits(keys, sim, q_codes, classes.order, classes.start, depth, max_groups,
-                   workspace.hit_row, workspace.hit_col)
+    n = _scan_hits(keys, sim, q_codes, g_codes, depth, max_groups, workspace.hit_row, workspace.hit_col)
     if n < 0:  # many ties: keys that carry the gallery index are in rank order already
         exact = np.empty(sim.shape, dtype=np.int64)
-        _fill_exact_keys(sim, q_codes, classes.codes, exact)
+        _fill_keys(sim, q_codes, g_codes, exact)
         exact.sort(axis=1)
-        n = _scan_hits(exact, sim, q_codes, classes.order, classes.start, depth, 0,
-                       workspace.hit_row, workspace.hit_col)
+        n = _scan_hits(exact, sim, q_codes, g_codes, depth, 0, workspace.hit_row, workspace.hit_col)
     return workspace.hit_row[:n].copy(), workspace.hit_col[:n].copy()

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from splip.cpu_ranking import BlockWorkspace, GalleryClasses, block_hits
+from splip.cpu_ranking import BlockWorkspace, block_hits
 from splip.progress import tqdm
 
 __all__ = [
@@ -303,7 +303,7 @@ def _metrics_from_hits(hit_row: np.ndarray, hit_col: np.ndarray, n_relevant: np.
 _BLOCK_ELEMENTS = 2**19
 
 
-def _cpu_chunk_metrics(sim: np.ndarray, q_codes: np.ndarray, classes: GalleryClasses, n_relevant: np.ndarray,
+def _cpu_chunk_metrics(sim: np.ndarray, q_codes: np.ndarray, g_codes: np.ndarray, n_relevant: np.ndarray,
                        depth: int, parsed: list[tuple[str, str, int | None]], convention: str,
                        pool: ThreadPoolExecutor, workspaces: threading.local) -> dict[str, np.ndarray]:
     """Each parsed metric for a CPU chunk ``(C, G)`` float32, in blocks of rows spread over ``pool``'s
@@ -317,7 +317,7 @@ def _cpu_chunk_metrics(sim: np.ndarray, q_codes: np.ndarray, classes: GalleryCla
         workspace = getattr(workspaces, "block", None)
         if workspace is None:
             workspace = workspaces.block = BlockWorkspace(block, n_gallery)
-        hit_row, hit_col = block_hits(sim[rows], q_codes[rows], classes, depth, workspace)
+        hit_row, hit_col = block_hits(sim[rows], q_codes[rows], g_codes, depth, workspace)
         return _metrics_from_hits(hit_row, hit_col, n_relevant[rows], parsed, convention)
 
     blocks = list(pool.map(block_metrics, range(0, n_rows, block)))
@@ -370,7 +370,7 @@ def per_query_retrieval_metrics(
     n_relevant_all = np.bincount(g_np, minlength=int(q_np.max()) + 1)[q_np]  # (Q,) R of each query
     on_cpu = device.type == "cpu"
     if on_cpu:
-        q_codes, classes = q_np.astype(np.int32), GalleryClasses(g_np, int(q_np.max()) + 1)
+        q_codes, g_codes = q_np.astype(np.int32), g_np.astype(np.int32)
     else:
         q_codes, g_codes = torch.as_tensor(q_np, device=device), torch.as_tensor(g_np, device=device)
     # Relevance is only needed down to the deepest rank any metric looks at.
@@ -392,7 +392,7 @@ def per_query_retrieval_metrics(
                 # The values of query[rows] @ gallery.T, written into one reused (C, G) matrix: a
                 # fresh one per chunk would cost its page faults on every chunk.
                 sim = torch.mm(query[rows].to(device), gallery.T, out=buffer[:n_rows])  # (C, G)
-                chunk = _cpu_chunk_metrics(sim.numpy(), q_codes[rows], classes, n_relevant_all[rows], depth,
+                chunk = _cpu_chunk_metrics(sim.numpy(), q_codes[rows], g_codes, n_relevant_all[rows], depth,
                                            parsed, convention, pool, workspaces)
             for name, values in chunk.items():
                 out[name][rows] = values

@@ -11,7 +11,7 @@ from sklearn.metrics import average_precision_score
 
 import splip.cpu_ranking as cpu_ranking
 import splip.metrics as metrics_module
-from splip.cpu_ranking import BlockWorkspace, GalleryClasses, block_hits
+from splip.cpu_ranking import BlockWorkspace, block_hits
 from splip.metrics import (
     DEFAULT_CONVENTION,
     METRIC_CONVENTIONS,
@@ -430,7 +430,7 @@ def test_cpu_ranking_handles_signs_tiny_values_and_signed_zeros(
     g_codes = np.array([0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1, 1])
     q_codes = np.array([0, 1, 1])
     for depth in (12, 5):
-        hit_row, hit_col = block_hits(rows, q_codes, GalleryClasses(g_codes, 2), depth, BlockWorkspace(3, 12))
+        hit_row, hit_col = block_hits(rows, q_codes.astype(np.int32), g_codes.astype(np.int32), depth, BlockWorkspace(3, 12))
         expected_row, expected_col = [], []
         for i, vals in enumerate(rows.tolist()):
             order = sorted(range(12), key=lambda j: (-vals[j], j))
