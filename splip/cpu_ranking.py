@@ -127,6 +127,8 @@ def _scan_hits(keys, sim, q_codes, g_codes, depth, max_groups, hit_row, hit_col)
                         members_before += 1
                 if members_before == n_members:
                     break
+            if members_before != n_members:  # an error, not an endless loop, should this ever fail
+                raise RuntimeError("splip.cpu_ranking: a tie group's members were not found in its row")
         for h in range(first, n_found):  # keep the ranks within depth; add the rows
             if hit_col[h] < depth:
                 hit_col[n_kept] = hit_col[h]
