@@ -1,4 +1,4 @@
-"""Time and peak memory of splip.metrics.retrieval_metrics against its floor, the similarity matmuls.
+"""Time and peak memory of splip.metrics' retrieval metrics against their floor, the similarity matmuls.
 
 Default size: 92,291 queries x 54,151 gallery items, D = 512, 30 classes (QuickDraw-Extended test set).
 Examples:
@@ -14,17 +14,20 @@ One run prints one table. Each row is measured in a fresh process on the same sy
   else (each product a fresh tensor, as that expression gives);
 - ``matmul out=``: the same products written into one reused buffer (what retrieval_metrics does:
   on CPU a fresh (C, G) tensor per chunk costs its page faults);
-- ``<convention>``: retrieval_metrics with METRICS under that convention;
-- ``baseline <convention>``: the same with the ``retrieval_metrics`` of the file given to
+- ``<convention>``: per_query_retrieval_metrics with METRICS under that convention (the table shows
+  the means, as retrieval_metrics gives them);
+- ``baseline <convention>``: the same with the ``per_query_retrieval_metrics`` of the file given to
   ``--baseline`` (e.g. a saved copy of an older splip/metrics.py), and the largest difference of its
   values from the current ones.
 
-Each row runs ``--repeats`` times (default 3), and each run is followed by its floor, the ``matmul``
-loop timed again in the same process, so that a run and its floor see the same machine load (on a
-shared or virtual machine that load moves by 10-30% within minutes). ``seconds`` and ``floor s`` are
-the medians, ``x floor`` the median of the runs' seconds / floor s, ``x range`` their lowest and
-highest. Peak memory (of the first run) on CPU is that process's peak resident set (VmHWM, reset
-just before the call) minus its resident set at that moment, i.e. what the evaluation adds on top of
+Each row runs ``--repeats`` times (default 2). A run goes over the queries in ``--slices`` slices
+(default 10, on chunk bounds, so together they run exactly the chunks of one call), and each slice
+is followed by its floor, the ``matmul`` loop over the same queries, so that a run and its floor see
+the same machine load (on a shared or virtual machine the speed moves by 10-30% within minutes,
+which a floor timed once per run does not follow). ``seconds`` and ``floor s`` are the medians of the
+runs' sums, ``x floor`` the median of the runs' seconds / floor s, ``x range`` their lowest and
+highest. Peak memory (of the first run, the largest over its slices) on CPU is that process's peak
+resident set (VmHWM, reset just before each slice's call) minus its resident set at that moment, i.e. what the evaluation adds on top of
 the embeddings; on CUDA it is the peak of torch.cuda.max_memory_allocated over the call. ``load s``
 and ``load MiB``: the first metrics call of a process also loads the compiled ranking kernels
 (numba), a one-off cost whatever the size; it is measured on its own on a tiny problem before the
@@ -45,6 +48,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from splip import metrics as splip_metrics
@@ -81,19 +85,28 @@ def matmul_floor(query: torch.Tensor, gallery: torch.Tensor, chunk: int, reuse: 
     return {}
 
 
-def load_retrieval_metrics(path: str | None) -> Callable[..., dict[str, float]]:
-    """retrieval_metrics of the module file at ``path``, or of splip.metrics for None."""
+def load_per_query_metrics(path: str | None) -> Callable[..., dict[str, np.ndarray]]:
+    """per_query_retrieval_metrics of the module file at ``path``, or of splip.metrics for None."""
     if path is None:
-        return splip_metrics.retrieval_metrics
+        return splip_metrics.per_query_retrieval_metrics
     spec = importlib.util.spec_from_file_location("baseline_metrics", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.retrieval_metrics
+    return module.per_query_retrieval_metrics
+
+
+def query_slices(n_query: int, n_gallery: int, chunk: int, n_slices: int) -> list[slice]:
+    """``n_slices`` consecutive slices of the queries whose bounds fall on chunk bounds, so that the
+    slices together run exactly the chunks of one call over all queries."""
+    rows_per_chunk = chunk or max(1, splip_metrics._CHUNK_ELEMENTS // n_gallery)
+    n_chunks = math.ceil(n_query / rows_per_chunk)
+    bounds = [min(n_query, round(i * n_chunks / n_slices) * rows_per_chunk) for i in range(n_slices + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:]) if stop > start]
 
 
 def measure(args: argparse.Namespace, chunk: int, what: str) -> dict[str, object]:
     """``args.repeats`` runs of ``what`` (a FLOORS name or a convention) in the current (fresh) process,
-    each followed by its floor."""
+    each over the queries in ``args.slices`` slices, each slice followed by its floor."""
     n_query, n_gallery = round(args.queries * args.scale), round(args.gallery * args.scale)
     gen = torch.Generator().manual_seed(0)
     centers = torch.randn(args.classes, args.dim, generator=gen)  # (K, D)
@@ -102,31 +115,47 @@ def measure(args: argparse.Namespace, chunk: int, what: str) -> dict[str, object
     query = synthetic(n_query, centers, q_labels, args.noise, gen).to(args.device)  # (Q, D)
     gallery = synthetic(n_gallery, centers, g_labels, args.noise, gen).to(args.device)  # (G, D)
     load = {"seconds": 0.0, "mib": 0.0}
+    per_query: dict[str, list[np.ndarray]] = {}
     if what in FLOORS:
-        run = lambda: matmul_floor(query, gallery, chunk, reuse=what == "matmul out=")  # noqa: E731
+        def run(rows: slice) -> None:
+            matmul_floor(query[rows], gallery, chunk, reuse=what == "matmul out=")
     else:
-        retrieval_metrics = load_retrieval_metrics(args.baseline if args.run_baseline else None)
-        run = lambda: retrieval_metrics(query, q_labels, gallery, g_labels, METRICS,  # noqa: E731
-                                        convention=what, chunk_size=chunk or None)
+        metrics = load_per_query_metrics(args.baseline if args.run_baseline else None)
+
+        def run(rows: slice) -> None:
+            values = metrics(query[rows], q_labels[rows], gallery, g_labels, METRICS, convention=what,
+                             chunk_size=chunk or None)
+            for name, array in values.items():
+                per_query.setdefault(name, []).append(array)
+
         # The first call in a process also loads the compiled ranking kernels (numba): a one-off
         # cost whatever the size, measured here on a tiny problem and reported on its own.
         with PeakMemory(args.device) as peak:
             start = time.perf_counter()
-            retrieval_metrics(query[:2], q_labels[:2], gallery[:8], g_labels[:8], ("map@all",), convention=what)
+            metrics(query[:2], q_labels[:2], gallery[:8], g_labels[:8], ("map@all",), convention=what)
             load = {"seconds": time.perf_counter() - start, "mib": peak.bytes / 2**20}
     rows = []
     for _ in range(args.repeats):
-        with PeakMemory(args.device) as peak:
+        per_query.clear()
+        seconds = floor_seconds = peak_bytes = 0.0
+        for part in query_slices(n_query, n_gallery, chunk, args.slices):
+            with PeakMemory(args.device) as peak:
+                start = time.perf_counter()
+                run(part)
+                if args.device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                seconds += time.perf_counter() - start
+            peak_bytes = max(peak_bytes, peak.bytes)
+            # The floor of the same queries right after, so that both see the same machine load.
             start = time.perf_counter()
-            values = run()
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
-        start = time.perf_counter()  # the floor right after, so that both see the same machine load
-        matmul_floor(query, gallery, chunk, reuse=False)
-        rows.append({"seconds": seconds, "floor_seconds": time.perf_counter() - start,
-                     "peak_mib": peak.bytes / 2**20})
-    return {"repeats": rows, "values": values, "load": load}
+            matmul_floor(query[part], gallery, chunk, reuse=False)
+            floor_seconds += time.perf_counter() - start
+        rows.append({"seconds": seconds, "floor_seconds": floor_seconds, "peak_mib": peak_bytes / 2**20})
+    means = {}  # as retrieval_metrics: NaN (no relevant item under sake / zse) left out of the mean
+    for name, parts in per_query.items():
+        values = np.concatenate(parts)
+        means[name] = float(np.nanmean(values)) if (~np.isnan(values)).any() else math.nan
+    return {"repeats": rows, "values": means, "load": load}
 
 
 def main() -> None:
@@ -143,8 +172,9 @@ def main() -> None:
                         default=list(splip_metrics.METRIC_CONVENTIONS), help="metric conventions to time (default: all)")
     parser.add_argument("--baseline", help="a metrics module file whose retrieval_metrics to time as well")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs per row, each followed by its floor (median reported)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per row (median reported)")
+    parser.add_argument("--slices", type=int, default=10,
+                        help="each run goes over the queries in this many slices, each followed by its floor")
     parser.add_argument("--noise", type=float, default=4.0,
                         help="noise-to-class-centre norm ratio of the embeddings")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # child process mode: what to measure
@@ -168,7 +198,7 @@ def main() -> None:
         current: dict[str, dict[str, float]] = {}
         for what, baseline in runs:  # a fresh process per run keeps the peaks independent
             child = [sys.executable, __file__, "--child", what, "--chunk-sizes", str(chunk)]
-            for name in ("queries", "gallery", "dim", "classes", "scale", "device", "noise", "repeats"):
+            for name in ("queries", "gallery", "dim", "classes", "scale", "device", "noise", "repeats", "slices"):
                 child += [f"--{name}", str(getattr(args, name))]
             if baseline:
                 child += ["--baseline", args.baseline, "--run-baseline"]
