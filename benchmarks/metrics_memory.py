@@ -27,8 +27,9 @@ the same machine load (on a shared or virtual machine the speed moves by 10-30% 
 which a floor timed once per run does not follow). ``seconds`` and ``floor s`` are the medians of the
 runs' sums, ``x floor`` the median of the runs' seconds / floor s, ``x range`` their lowest and
 highest. Peak memory (of the first run, the largest over its slices) on CPU is that process's peak
-resident set (VmHWM, reset just before each slice's call) minus its resident set at that moment, i.e. what the evaluation adds on top of
-the embeddings; on CUDA it is the peak of torch.cuda.max_memory_allocated over the call. ``load s``
+resident set (VmHWM, reset just before each slice's call) minus its resident set at that moment,
+i.e. what the evaluation adds on top of the embeddings; on CUDA it is the peak of
+torch.cuda.max_memory_allocated over the call. ``load s``
 and ``load MiB``: the first metrics call of a process also loads the compiled ranking kernels
 (numba), a one-off cost whatever the size; it is measured on its own on a tiny problem before the
 timed runs, and is not in their figures. The load average is printed before and after.
